@@ -1,0 +1,112 @@
+/* Configuration: YAML (libyaml) parsed once into plain structs, validated,
+ * then read-only. A reload builds a new struct config and swaps it in;
+ * scrapes hold a reference for as long as they run. */
+#ifndef PKI_CONFIG_H
+#define PKI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct probe_ops;
+struct cfg_node;
+struct config;
+
+/* Errors gathered as "file:line:col: reason\n" lines. */
+struct errbuf {
+	struct buf b;
+	unsigned count;
+	const char *file;
+};
+
+void errbuf_init(struct errbuf *eb, const char *file);
+void errbuf_cleanup(struct errbuf *eb);
+/* Record an error at a YAML node (node may be NULL: no position). */
+void errbuf_add(struct errbuf *eb, const struct cfg_node *node,
+		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *errbuf_str(const struct errbuf *eb);
+
+/* A borrowed view of one YAML node, valid during parsing only. */
+struct cfg_node {
+	void *doc;	/* yaml_document_t */
+	void *node;	/* yaml_node_t */
+};
+
+struct cfg_pair {
+	const char *key;
+	struct cfg_node knode, vnode;
+};
+
+bool cfg_is_map(const struct cfg_node *n);
+bool cfg_is_seq(const struct cfg_node *n);
+bool cfg_is_scalar(const struct cfg_node *n);
+const char *cfg_scalar(const struct cfg_node *n);
+size_t cfg_len(const struct cfg_node *n);	/* pairs or items */
+/* Key/value pair i of a mapping (keys that are not scalars give ""). */
+void cfg_map_pair(const struct cfg_node *map, size_t i, struct cfg_pair *p);
+void cfg_seq_item(const struct cfg_node *seq, size_t i, struct cfg_node *out);
+
+/* Typed readers: each reports a positioned error and returns -EINVAL. */
+int cfg_get_string(const struct cfg_node *n, struct errbuf *eb, char **out);
+int cfg_get_bool(const struct cfg_node *n, struct errbuf *eb, bool *out);
+int cfg_get_uint(const struct cfg_node *n, struct errbuf *eb, uint64_t min,
+		 uint64_t max, uint64_t *out);
+/* Prometheus durations: 1h30m, 5s, 250ms, 1d, 1w. */
+int cfg_get_duration(const struct cfg_node *n, struct errbuf *eb,
+		     double *out);
+/* A path, made absolute relative to the config file's directory. */
+int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
+		 struct errbuf *eb, char **out);
+/* A list of strings (a scalar counts as a one-item list). */
+int cfg_get_strings(const struct cfg_node *n, struct errbuf *eb,
+		    char ***out, size_t *count);
+void cfg_strings_free(char **v, size_t n);
+
+int duration_parse(const char *s, double *out);
+
+struct cfg_global {
+	double scrape_timeout;	/* seconds */
+	unsigned concurrency;
+	char **dns_servers;
+	size_t ndns;
+	char *dns_csv;		/* c-ares form of dns_servers, or NULL */
+	char *proxy;
+};
+
+struct cfg_module {
+	char *name;
+	const struct probe_ops *ops;
+	double timeout;		/* seconds */
+	void *pcfg;		/* owned, freed by ops->cfg_free */
+};
+
+struct cfg_target {
+	const struct cfg_module *module;
+	char *name;
+	void *tcfg;		/* owned, freed by ops->target_free */
+};
+
+struct config {
+	int refs;		/* guarded by the holder's lock */
+	char *file;
+	char *dir;		/* directory of file, for relative paths */
+	struct cfg_global global;
+	struct cfg_module *modules;
+	size_t nmodules;
+	struct cfg_target *targets;
+	size_t ntargets;
+};
+
+/* Load and validate `file`. On success *out is a new config (refs = 1).
+ * On failure every problem is in `eb` and -EINVAL is returned. */
+int config_load(const char *file, struct config **out, struct errbuf *eb);
+void config_free(struct config *cfg);
+
+const struct cfg_module *config_module(const struct config *cfg,
+				       const char *name);
+const struct cfg_target *config_target(const struct config *cfg,
+				       const char *module, const char *target);
+
+#endif

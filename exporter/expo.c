@@ -1,0 +1,307 @@
+#include "expo.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xalloc.h"
+
+#define EXPO_MAX_LABELS 32
+
+const char *metric_type_str(enum metric_type t)
+{
+	switch (t) {
+	case METRIC_GAUGE:
+		return "gauge";
+	case METRIC_COUNTER:
+		return "counter";
+	}
+	return "untyped";
+}
+
+void expo_set_init(struct expo_set *set, size_t max_bytes)
+{
+	memset(set, 0, sizeof(*set));
+	set->max_bytes = max_bytes;
+}
+
+void expo_set_cleanup(struct expo_set *set)
+{
+	for (size_t i = 0; i < set->nfam; i++) {
+		struct expo_family *f = &set->fams[i];
+
+		for (size_t j = 0; j < f->n; j++)
+			xfree(f->samples[j].labels);
+		xfree(f->samples);
+	}
+	xfree(set->fams);
+	expo_set_init(set, set->max_bytes);
+}
+
+static struct expo_family *family_get(struct expo_set *set,
+				      const struct metric_desc *desc)
+{
+	struct expo_family *f;
+
+	/* Few families per scrape (tens): a linear scan on the descriptor
+	 * pointer beats hashing names. */
+	for (size_t i = set->nfam; i > 0; i--)
+		if (set->fams[i - 1].desc == desc)
+			return &set->fams[i - 1];
+	if (xgrow((void **)&set->fams, &set->capfam, set->nfam + 1,
+		  sizeof(*set->fams)))
+		return NULL;
+	f = &set->fams[set->nfam++];
+	memset(f, 0, sizeof(*f));
+	f->desc = desc;
+	return f;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xe0 && s[1] < 0xa0)
+			return 0;	/* overlong */
+		if (c == 0xed && s[1] >= 0xa0)
+			return 0;	/* surrogate */
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+		    (s[3] & 0xc0) != 0x80)
+			return 0;
+		if (c == 0xf0 && s[1] < 0x90)
+			return 0;
+		if (c == 0xf4 && s[1] >= 0x90)
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+int expo_escape_label_value(struct buf *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		size_t run = 0, n;
+
+		/* copy the longest stretch that needs no escaping at once */
+		while (p[run] && p[run] != '\\' && p[run] != '"' &&
+		       p[run] != '\n' && p[run] < 0x80)
+			run++;
+		if (run) {
+			buf_append(out, p, run);
+			p += run;
+			continue;
+		}
+		switch (*p) {
+		case '\\':
+			buf_puts(out, "\\\\");
+			p++;
+			continue;
+		case '"':
+			buf_puts(out, "\\\"");
+			p++;
+			continue;
+		case '\n':
+			buf_puts(out, "\\n");
+			p++;
+			continue;
+		}
+		n = utf8_seq_len(p);
+		if (n == 0) {
+			buf_puts(out, "\xef\xbf\xbd");	/* U+FFFD */
+			p++;
+		} else {
+			buf_append(out, p, n);
+			p += n;
+		}
+	}
+	return out->err;
+}
+
+int expo_escape_help(struct buf *out, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			buf_puts(out, "\\\\");
+		else if (*s == '\n')
+			buf_puts(out, "\\n");
+		else
+			buf_putc(out, *s);
+	}
+	return out->err;
+}
+
+void expo_format_value(char *dst, size_t len, double v)
+{
+	if (isnan(v)) {
+		snprintf(dst, len, "NaN");
+	} else if (isinf(v)) {
+		snprintf(dst, len, v > 0 ? "+Inf" : "-Inf");
+	} else if (fabs(v) < 1e15 && v == (double)(long long)v) {
+		snprintf(dst, len, "%lld", (long long)v);
+	} else {
+		/* shortest of %.15g..%.17g that reads back exactly */
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(dst, len, "%.*g", prec, v);
+			if (strtod(dst, NULL) == v)
+				break;
+		}
+	}
+}
+
+static int set_fail(struct expo_set *set, int err)
+{
+	if (!set->err)
+		set->err = err;
+	return err;
+}
+
+int expo_addv(struct expo_set *set, const struct metric_desc *desc,
+	      uint32_t order, double value, size_t nlabels,
+	      const char *const *names, const char *const *values)
+{
+	struct expo_family *f;
+	struct expo_sample *s;
+	struct buf lb;
+
+	if (set->err)
+		return set->err;
+	f = family_get(set, desc);
+	if (!f || xgrow((void **)&f->samples, &f->cap, f->n + 1,
+			sizeof(*f->samples)))
+		return set_fail(set, -ENOMEM);
+
+	buf_init(&lb, set->bytes < set->max_bytes ? set->max_bytes - set->bytes
+						     : 0);
+	for (size_t i = 0; i < nlabels; i++) {
+		buf_putc(&lb, i == 0 ? '{' : ',');
+		buf_puts(&lb, names[i]);
+		buf_puts(&lb, "=\"");
+		expo_escape_label_value(&lb, values[i] ? values[i] : "");
+		buf_putc(&lb, '"');
+	}
+	if (nlabels)
+		buf_putc(&lb, '}');
+	if (lb.err)
+		return set_fail(set, lb.err);
+
+	s = &f->samples[f->n];
+	s->labels = buf_steal(&lb, NULL);
+	if (!s->labels)
+		return set_fail(set, -ENOMEM);
+	set->bytes += strlen(s->labels) + 64;
+	s->order = order;
+	s->seq = set->seq++;
+	s->value = value;
+	f->n++;
+	return 0;
+}
+
+int expo_add(struct expo_set *set, const struct metric_desc *desc,
+	     uint32_t order, double value, ...)
+{
+	const char *names[EXPO_MAX_LABELS], *values[EXPO_MAX_LABELS];
+	size_t n = 0;
+	const char *name;
+	va_list ap;
+
+	va_start(ap, value);
+	while ((name = va_arg(ap, const char *)) != NULL) {
+		const char *val = va_arg(ap, const char *);
+
+		if (n < EXPO_MAX_LABELS) {
+			names[n] = name;
+			values[n] = val;
+			n++;
+		}
+	}
+	va_end(ap);
+	return expo_addv(set, desc, order, value, n, names, values);
+}
+
+int expo_merge(struct expo_set *dst, struct expo_set *src)
+{
+	for (size_t i = 0; i < src->nfam; i++) {
+		struct expo_family *sf = &src->fams[i];
+		struct expo_family *df = family_get(dst, sf->desc);
+
+		if (!df || xgrow((void **)&df->samples, &df->cap,
+				 df->n + sf->n, sizeof(*df->samples)))
+			return set_fail(dst, -ENOMEM);
+		for (size_t j = 0; j < sf->n; j++) {
+			df->samples[df->n] = sf->samples[j];
+			df->samples[df->n].seq = dst->seq++;
+			df->n++;
+		}
+		sf->n = 0;
+	}
+	dst->bytes += src->bytes;
+	if (src->err)
+		set_fail(dst, src->err);
+	expo_set_cleanup(src);
+	return dst->err;
+}
+
+static int cmp_family(const void *a, const void *b)
+{
+	const struct expo_family *fa = a, *fb = b;
+
+	return strcmp(fa->desc->name, fb->desc->name);
+}
+
+static int cmp_sample(const void *a, const void *b)
+{
+	const struct expo_sample *sa = a, *sb = b;
+
+	if (sa->order != sb->order)
+		return sa->order < sb->order ? -1 : 1;
+	if (sa->seq != sb->seq)
+		return sa->seq < sb->seq ? -1 : 1;
+	return 0;
+}
+
+int expo_render(struct expo_set *set, struct buf *out)
+{
+	char val[64];
+
+	if (set->err)
+		return set->err;
+	qsort(set->fams, set->nfam, sizeof(*set->fams), cmp_family);
+	for (size_t i = 0; i < set->nfam; i++) {
+		struct expo_family *f = &set->fams[i];
+
+		if (f->n == 0)
+			continue;
+		qsort(f->samples, f->n, sizeof(*f->samples), cmp_sample);
+		buf_printf(out, "# HELP %s ", f->desc->name);
+		expo_escape_help(out, f->desc->help);
+		buf_printf(out, "\n# TYPE %s %s\n", f->desc->name,
+			   metric_type_str(f->desc->type));
+		for (size_t j = 0; j < f->n; j++) {
+			expo_format_value(val, sizeof(val), f->samples[j].value);
+			buf_puts(out, f->desc->name);
+			buf_puts(out, f->samples[j].labels);
+			buf_putc(out, ' ');
+			buf_puts(out, val);
+			buf_putc(out, '\n');
+		}
+		if (out->err)
+			return out->err;
+	}
+	return out->err;
+}

@@ -1,0 +1,77 @@
+/* The metric set of one scrape and its rendering in the Prometheus text
+ * format 0.0.4. All escaping lives here.
+ *
+ * Probes append samples with expo_add(); labels are escaped once, at add
+ * time. Rendering groups each family (HELP, TYPE, then its samples), orders
+ * families by name and samples by (order, insertion), so the output is
+ * stable whatever order concurrent probes finished in. */
+#ifndef PKI_EXPO_H
+#define PKI_EXPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+enum metric_type {
+	METRIC_GAUGE = 0,
+	METRIC_COUNTER,
+};
+
+/* Static description of a family; probes keep these as file-level consts. */
+struct metric_desc {
+	const char *name;
+	const char *help;
+	enum metric_type type;
+};
+
+struct expo_sample {
+	uint32_t order;	/* caller's sort key: target index in the config */
+	uint32_t seq;	/* insertion sequence, breaks ties */
+	char *labels;	/* rendered "{a=\"b\"}" or "" when none */
+	double value;
+};
+
+struct expo_family {
+	const struct metric_desc *desc;
+	struct expo_sample *samples;
+	size_t n, cap;
+};
+
+struct expo_set {
+	struct expo_family *fams;
+	size_t nfam, capfam;
+	size_t bytes;	/* label bytes held, bounded by max_bytes */
+	size_t max_bytes;
+	uint32_t seq;
+	int err;	/* sticky first error */
+};
+
+const char *metric_type_str(enum metric_type t);
+
+void expo_set_init(struct expo_set *set, size_t max_bytes);
+void expo_set_cleanup(struct expo_set *set);
+
+/* Append one sample. The variadic part is name/value string pairs ended
+ * by NULL; NULL values are rendered as "". Returns 0 or -ENOMEM/-E2BIG
+ * (the error also sticks in set->err). */
+int expo_add(struct expo_set *set, const struct metric_desc *desc,
+	     uint32_t order, double value, ...) __attribute__((sentinel));
+int expo_addv(struct expo_set *set, const struct metric_desc *desc,
+	      uint32_t order, double value, size_t nlabels,
+	      const char *const *names, const char *const *values);
+
+/* Move every sample of `src` into `dst` (src is left empty). */
+int expo_merge(struct expo_set *dst, struct expo_set *src);
+
+/* Render the whole set as text format 0.0.4 into `out`. */
+int expo_render(struct expo_set *set, struct buf *out);
+
+/* Escaping helpers, exposed for tests and other renderers. Label values:
+ * \ " LF become \\ \" \n; invalid UTF-8 becomes U+FFFD. HELP: \ and LF. */
+int expo_escape_label_value(struct buf *out, const char *s);
+int expo_escape_help(struct buf *out, const char *s);
+/* Shortest text that reads back as the same double; NaN, +Inf, -Inf. */
+void expo_format_value(char *dst, size_t len, double v);
+
+#endif

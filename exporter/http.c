@@ -1,0 +1,411 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "loop.h"
+#include "scrape.h"
+#include "xalloc.h"
+
+#define HTTP_MAX_BODY ((size_t)512 * 1024 * 1024)
+#define HTTP_SCRAPE_MARGIN 0.5	/* seconds kept for rendering and I/O */
+#define HTTP_MAX_PARAM 1024
+
+struct http {
+	struct MHD_Daemon *d;
+	struct app *app;
+	int fd;
+};
+
+static const char CT_TEXT[] = "text/plain; version=0.0.4; charset=utf-8";
+static const char CT_PLAIN[] = "text/plain; charset=utf-8";
+static const char CT_HTML[] = "text/html; charset=utf-8";
+
+static enum MHD_Result respond(struct MHD_Connection *c, unsigned status,
+			       const char *ctype, char *body, size_t len)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	/* the body is ours until MHD frees it */
+	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		xfree(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	ret = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status,
+				    const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status,
+				    const char *fmt, ...)
+{
+	struct buf b;
+	va_list ap;
+	size_t len;
+	char *body;
+
+	buf_init(&b, 1024 * 1024);
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	body = buf_steal(&b, &len);
+	if (!body)
+		return MHD_NO;
+	return respond(c, status, CT_PLAIN, body, len);
+}
+
+double http_scrape_budget(const char *header, double configured)
+{
+	double t = configured;
+
+	if (header) {
+		char *end;
+		double h = strtod(header, &end);
+
+		if (end != header && isfinite(h) && h > 0) {
+			/* like blackbox_exporter: keep a margin so the answer
+			 * arrives before Prometheus gives up */
+			h = h > 2 * HTTP_SCRAPE_MARGIN ? h - HTTP_SCRAPE_MARGIN
+						       : h * 0.75;
+			if (h < t)
+				t = h;
+		}
+	}
+	return t;
+}
+
+static enum MHD_Result serve_scrape(struct http *h, struct MHD_Connection *c,
+				    struct config *cfg, const size_t *idx,
+				    size_t n, bool self)
+{
+	const char *hdr = MHD_lookup_connection_value(
+		c, MHD_HEADER_KIND, "X-Prometheus-Scrape-Timeout-Seconds");
+	double budget = http_scrape_budget(hdr, cfg->global.scrape_timeout);
+	struct scrape_stats st;
+	struct expo_set set;
+	struct buf out;
+	size_t len;
+	char *body;
+	int rc;
+
+	expo_set_init(&set, HTTP_MAX_BODY);
+	rc = scrape_run(cfg, idx, n, loop_now() + (int64_t)(budget * 1e9), &set,
+			&st);
+	if (rc == 0 && self) {
+		scrape_stats_emit(&st, &set);
+		app_emit_self(h->app, &set);
+	}
+	buf_init(&out, HTTP_MAX_BODY);
+	if (rc == 0)
+		rc = expo_render(&set, &out);
+	expo_set_cleanup(&set);
+	if (rc) {
+		buf_cleanup(&out);
+		log_err("http", "scrape failed: %s", strerror(-rc));
+		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				    "scrape failed: %s\n", strerror(-rc));
+	}
+	body = buf_steal(&out, &len);
+	if (!body)
+		return MHD_NO;
+	return respond(c, MHD_HTTP_OK, CT_TEXT, body, len);
+}
+
+static enum MHD_Result serve_metrics(struct http *h, struct MHD_Connection *c)
+{
+	struct config *cfg = app_get(h->app);
+	size_t *idx;
+	enum MHD_Result ret;
+
+	if (!cfg)
+		return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				    "no configuration loaded\n");
+	idx = xcalloc(cfg->ntargets ? cfg->ntargets : 1, sizeof(*idx));
+	if (!idx) {
+		app_put(h->app, cfg);
+		return MHD_NO;
+	}
+	for (size_t i = 0; i < cfg->ntargets; i++)
+		idx[i] = i;
+	ret = serve_scrape(h, c, cfg, idx, cfg->ntargets, true);
+	xfree(idx);
+	app_put(h->app, cfg);
+	return ret;
+}
+
+static bool param_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > HTTP_MAX_PARAM)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static enum MHD_Result serve_probe(struct http *h, struct MHD_Connection *c)
+{
+	const char *mod = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "module");
+	const char *tgt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
+						      "target");
+	const struct cfg_target *t;
+	struct config *cfg;
+	enum MHD_Result ret;
+	size_t idx;
+
+	if (!mod || !tgt)
+		return respond_text(c, MHD_HTTP_BAD_REQUEST,
+				    "parameters 'module' and 'target' are "
+				    "required\n");
+	if (!param_ok(mod) || !param_ok(tgt))
+		return respond_text(c, MHD_HTTP_BAD_REQUEST,
+				    "'module' and 'target' must be 1-%d "
+				    "printable bytes\n",
+				    HTTP_MAX_PARAM);
+	cfg = app_get(h->app);
+	if (!cfg)
+		return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				    "no configuration loaded\n");
+	if (!config_module(cfg, mod)) {
+		app_put(h->app, cfg);
+		return respond_text(c, MHD_HTTP_BAD_REQUEST,
+				    "unknown module\n");
+	}
+	/* only configured targets: /probe must not become a scanner */
+	t = config_target(cfg, mod, tgt);
+	if (!t) {
+		app_put(h->app, cfg);
+		return respond_text(c, MHD_HTTP_FORBIDDEN,
+				    "target is not configured for this "
+				    "module\n");
+	}
+	idx = (size_t)(t - cfg->targets);
+	ret = serve_scrape(h, c, cfg, &idx, 1, false);
+	app_put(h->app, cfg);
+	return ret;
+}
+
+static enum MHD_Result serve_reload(struct http *h, struct MHD_Connection *c)
+{
+	struct errbuf eb;
+	enum MHD_Result ret;
+
+	errbuf_init(&eb, NULL);
+	if (app_reload(h->app, &eb) == 0) {
+		errbuf_cleanup(&eb);
+		return respond_text(c, MHD_HTTP_OK, "configuration reloaded\n");
+	}
+	log_err("config", "reload failed, keeping the running configuration:"
+			  "\n%s", errbuf_str(&eb));
+	ret = respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			   "reload failed, keeping the running configuration:"
+			   "\n%s",
+			   errbuf_str(&eb));
+	errbuf_cleanup(&eb);
+	return ret;
+}
+
+static enum MHD_Result serve_landing(struct MHD_Connection *c)
+{
+	char *body = xasprintf(
+		"<!DOCTYPE html>\n<html><head><title>pki_exporter</title></head>"
+		"<body><h1>pki_exporter %s</h1>"
+		"<p>Prometheus exporter for PKI health: TLS endpoint "
+		"certificates and chains.</p><ul>"
+		"<li><a href=\"metrics\">/metrics</a>: every configured "
+		"target</li>"
+		"<li>/probe?module=&amp;target=: one configured target</li>"
+		"<li><a href=\"-/healthy\">/-/healthy</a>, "
+		"<a href=\"-/ready\">/-/ready</a></li>"
+		"<li>POST /-/reload: reload the configuration</li>"
+		"</ul></body></html>\n",
+		app_version());
+
+	if (!body)
+		return MHD_NO;
+	return respond(c, MHD_HTTP_OK, CT_HTML, body, strlen(body));
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
+			       const char *url, const char *method,
+			       const char *version, const char *upload,
+			       size_t *upload_size, void **con_cls)
+{
+	struct http *h = cls;
+	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool post = strcmp(method, "POST") == 0;
+
+	(void)version;
+	(void)upload;
+	if (*con_cls == NULL) {
+		*con_cls = h;	/* first call: headers only */
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		*upload_size = 0;	/* a reload takes no body: drop it */
+		return MHD_YES;
+	}
+
+	if (strcmp(url, "/-/reload") == 0) {
+		if (!post && strcmp(method, "PUT") != 0)
+			return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+					    "use POST\n");
+		return serve_reload(h, c);
+	}
+	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/probe") != 0 &&
+	    strcmp(url, "/") != 0 && strcmp(url, "/-/healthy") != 0 &&
+	    strcmp(url, "/-/ready") != 0)
+		return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+	if (!get)
+		return respond_text(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+				    "method not allowed\n");
+	if (strcmp(url, "/metrics") == 0)
+		return serve_metrics(h, c);
+	if (strcmp(url, "/probe") == 0)
+		return serve_probe(h, c);
+	if (strcmp(url, "/-/healthy") == 0)
+		return respond_text(c, MHD_HTTP_OK, "Healthy.\n");
+	if (strcmp(url, "/-/ready") == 0) {
+		struct config *cfg = app_get(h->app);
+
+		app_put(h->app, cfg);
+		if (!cfg)
+			return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+					    "not ready\n");
+		return respond_text(c, MHD_HTTP_OK, "Ready.\n");
+	}
+	return serve_landing(c);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_debug("http", "%s", msg);
+}
+
+/* Parse the listen address and bind a socket for MHD. */
+static int listen_socket(const char *addr, int *fdp)
+{
+	char host[256] = "", port[16];
+	const char *colon;
+	struct addrinfo hints, *res = NULL, *ai;
+	int fd = -1, rc, one = 1, zero = 0;
+
+	if (addr[0] == '[') {
+		const char *end = strchr(addr, ']');
+
+		if (!end || end[1] != ':' || (size_t)(end - addr) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, addr + 1, (size_t)(end - addr - 1));
+		host[end - addr - 1] = '\0';
+		colon = end + 1;
+	} else {
+		colon = strrchr(addr, ':');
+		if (!colon || (size_t)(colon - addr) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, addr, (size_t)(colon - addr));
+		host[colon - addr] = '\0';
+	}
+	if (snprintf(port, sizeof(port), "%s", colon + 1) >= (int)sizeof(port) ||
+	    !port[0])
+		return -EINVAL;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	hints.ai_family = host[0] ? AF_UNSPEC : AF_INET6;
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc != 0 && !host[0]) {
+		hints.ai_family = AF_INET;
+		rc = getaddrinfo(NULL, port, &hints, &res);
+	}
+	if (rc != 0)
+		return -EINVAL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6 && !host[0])
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero,
+				   sizeof(zero));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 128) == 0)
+			break;
+		rc = errno;
+		close(fd);
+		fd = -1;
+		errno = rc;
+	}
+	freeaddrinfo(res);
+	if (fd == -1)
+		return -errno;
+	*fdp = fd;
+	return 0;
+}
+
+int http_start(struct app *a, const char *addr, struct http **out)
+{
+	struct http *h = xcalloc(1, sizeof(*h));
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	h->app = a;
+	rc = listen_socket(addr, &h->fd);
+	if (rc) {
+		xfree(h);
+		return rc;
+	}
+	/* A thread per connection: each scrape blocks its own thread on its
+	 * own event loop, so a slow scrape never delays /-/healthy. */
+	h->d = MHD_start_daemon(
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			MHD_USE_ERROR_LOG,
+		0, NULL, NULL, handler, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	if (!h->d) {
+		close(h->fd);
+		xfree(h);
+		return -EIO;
+	}
+	*out = h;
+	return 0;
+}
+
+void http_stop(struct http *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->d);	/* also closes the listen socket */
+	xfree(h);
+}

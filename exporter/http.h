@@ -1,0 +1,19 @@
+/* The HTTP front end on libmicrohttpd: /metrics, /probe, landing page,
+ * health, readiness and reload. Each request runs on an MHD thread, and a
+ * scrape gets an event loop of its own (exporter/scrape.c). */
+#ifndef PKI_HTTP_H
+#define PKI_HTTP_H
+
+#include "app.h"
+
+struct http;
+
+/* addr: "host:port", "[v6]:port" or ":port" (all interfaces). */
+int http_start(struct app *a, const char *addr, struct http **out);
+void http_stop(struct http *h);
+
+/* Seconds a scrape may take given the Prometheus header (may be NULL)
+ * and the configured scrape_timeout. Exposed for tests. */
+double http_scrape_budget(const char *header, double configured);
+
+#endif

@@ -1,0 +1,327 @@
+#include "scrape.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "log.h"
+#include "loop.h"
+#include "probes/dns/dns.h"
+#include "probes/probe.h"
+#include "xalloc.h"
+
+#define SCRAPE_MAX_RESOLVERS 16
+
+struct resolver {
+	char *servers;	/* NULL = system */
+	struct dns *d;
+};
+
+struct scrape {
+	struct loop loop;
+	const struct config *cfg;
+	struct expo_set *out;
+	struct probe_run *runs;
+	size_t nruns;
+	size_t next;		/* next run to start */
+	size_t running;
+	size_t finished;
+	struct probe_run *done;	/* ended, waiting for release */
+	struct resolver res[SCRAPE_MAX_RESOLVERS];
+	size_t nres;
+	int64_t deadline;
+	int64_t t0;
+	unsigned concurrency;
+	struct scrape_stats *stats;
+};
+
+static const struct metric_desc M_SUCCESS = {
+	"pki_probe_success",
+	"Whether the probe of this target succeeded (1) or not (0).",
+	METRIC_GAUGE};
+static const struct metric_desc M_DURATION = {
+	"pki_probe_duration_seconds", "How long the probe took in seconds.",
+	METRIC_GAUGE};
+static const struct metric_desc M_FAILURE = {
+	"pki_probe_failure_info",
+	"Why the probe failed: the stage it reached and the reason; value 1, "
+	"present only on failure.",
+	METRIC_GAUGE};
+static const struct metric_desc M_SCRAPE_DURATION = {
+	"pki_exporter_scrape_duration_seconds",
+	"Duration of the last scrape's probes of each kind, in seconds.",
+	METRIC_GAUGE};
+static const struct metric_desc M_SCRAPE_PROBES = {
+	"pki_exporter_scrape_probes",
+	"Probes in the last scrape by outcome: finished on their own, cut off "
+	"by the deadline while running, or never started before the deadline.",
+	METRIC_GAUGE};
+
+const char *probe_stage_str(enum probe_stage s)
+{
+	switch (s) {
+	case PROBE_STAGE_QUEUED:
+		return "queued";
+	case PROBE_STAGE_RESOLVE:
+		return "resolve";
+	case PROBE_STAGE_CONNECT:
+		return "connect";
+	case PROBE_STAGE_HANDSHAKE:
+		return "handshake";
+	case PROBE_STAGE_DONE:
+		return "done";
+	}
+	return "unknown";
+}
+
+const char *probe_fail_str(enum probe_fail f)
+{
+	static const char *const names[PROBE_FAIL__COUNT] = {
+		[PROBE_OK] = "ok",
+		[PROBE_FAIL_TIMEOUT] = "timeout",
+		[PROBE_FAIL_DEADLINE] = "scrape_deadline",
+		[PROBE_FAIL_NXDOMAIN] = "nxdomain",
+		[PROBE_FAIL_NODATA] = "no_address",
+		[PROBE_FAIL_DNS] = "dns_error",
+		[PROBE_FAIL_REFUSED] = "connection_refused",
+		[PROBE_FAIL_UNREACHABLE] = "unreachable",
+		[PROBE_FAIL_CONNECT] = "connect_error",
+		[PROBE_FAIL_RESET] = "connection_reset",
+		[PROBE_FAIL_EOF] = "closed_by_peer",
+		[PROBE_FAIL_TLS_ALERT] = "tls_alert",
+		[PROBE_FAIL_TLS] = "tls_error",
+		[PROBE_FAIL_INTERNAL] = "internal_error",
+	};
+
+	if (f < 0 || f >= PROBE_FAIL__COUNT || !names[f])
+		return "unknown";
+	return names[f];
+}
+
+const char *probe_module_name(const struct probe_run *run)
+{
+	return run->module->name;
+}
+
+const char *probe_target_name(const struct probe_run *run)
+{
+	return run->target->name;
+}
+
+const void *probe_module_cfg(const struct probe_run *run)
+{
+	return run->module->pcfg;
+}
+
+const void *probe_target_cfg(const struct probe_run *run)
+{
+	return run->target->tcfg;
+}
+
+/* Track, per probe kind, when its last run ended. */
+static void kind_seen(struct scrape *s, const char *name)
+{
+	struct scrape_stats *st = s->stats;
+	double t = loop_seconds(loop_now() - s->t0);
+	size_t i;
+
+	for (i = 0; i < st->nkinds; i++)
+		if (strcmp(st->kinds[i].probe, name) == 0)
+			break;
+	if (i == st->nkinds) {
+		if (i == SCRAPE_MAX_KINDS)
+			return;
+		st->kinds[st->nkinds++].probe = name;
+	}
+	if (t > st->kinds[i].seconds)
+		st->kinds[i].seconds = t;
+}
+
+void probe_done(struct probe_run *run, enum probe_fail fail)
+{
+	struct scrape *s = run->scrape;
+	const char *mod = probe_module_name(run), *tgt = probe_target_name(run);
+
+	if (run->done)
+		return;
+	run->done = true;
+	run->fail = fail;
+	loop_timer_cancel(&s->loop, &run->timer);
+	expo_add(s->out, &M_SUCCESS, run->order, fail == PROBE_OK, "module",
+		 mod, "target", tgt, NULL);
+	expo_add(s->out, &M_DURATION, run->order,
+		 run->start ? loop_seconds(loop_now() - run->start) : 0,
+		 "module", mod, "target", tgt, NULL);
+	if (fail != PROBE_OK)
+		expo_add(s->out, &M_FAILURE, run->order, 1, "module", mod,
+			 "target", tgt, "stage", probe_stage_str(run->stage),
+			 "reason", probe_fail_str(fail), NULL);
+	if (run->start) {
+		s->running--;
+		s->stats->finished++;
+	}
+	kind_seen(s, run->module->ops->name);
+	s->finished++;
+	run->next = s->done;
+	s->done = run;
+}
+
+struct dns *probe_dns(struct probe_run *run, const char *servers)
+{
+	struct scrape *s = run->scrape;
+	struct resolver *r;
+
+	for (size_t i = 0; i < s->nres; i++) {
+		r = &s->res[i];
+		if ((!r->servers && !servers) ||
+		    (r->servers && servers && strcmp(r->servers, servers) == 0))
+			return r->d;
+	}
+	if (s->nres >= SCRAPE_MAX_RESOLVERS)
+		return NULL;
+	r = &s->res[s->nres];
+	r->servers = servers ? xstrdup(servers) : NULL;
+	if (servers && !r->servers)
+		return NULL;
+	if (dns_new(&s->loop, servers, &r->d)) {
+		xfree(r->servers);
+		return NULL;
+	}
+	s->nres++;
+	return r->d;
+}
+
+static void run_on_timer(struct loop_timer *t)
+{
+	struct probe_run *run = t->arg;
+
+	if (!run->done)
+		run->module->ops->cancel(run, run->deadline_is_scrape
+						      ? PROBE_FAIL_DEADLINE
+						      : PROBE_FAIL_TIMEOUT);
+}
+
+static void run_start(struct scrape *s, struct probe_run *run)
+{
+	int64_t now = loop_now();
+	int64_t mod_deadline =
+		now + (int64_t)(run->module->timeout * 1e9);
+
+	run->start = now;
+	s->running++;
+	s->stats->started++;
+	run->deadline = mod_deadline < s->deadline ? mod_deadline : s->deadline;
+	run->deadline_is_scrape = mod_deadline >= s->deadline;
+	loop_timer_init(&run->timer, run_on_timer, run);
+	loop_timer_set(&s->loop, &run->timer, run->deadline);
+	if (run->module->ops->start(run) != 0 && !run->done)
+		probe_done(run, PROBE_FAIL_INTERNAL);
+}
+
+/* Release runs that ended during the last batch; their sockets are gone,
+ * so no queued event can point at freed memory any more. */
+static void release_done(struct scrape *s)
+{
+	while (s->done) {
+		struct probe_run *run = s->done;
+
+		s->done = run->next;
+		run->module->ops->release(run);
+	}
+}
+
+static void fill(struct scrape *s)
+{
+	while (s->next < s->nruns && s->running < s->concurrency &&
+	       loop_now() < s->deadline)
+		run_start(s, &s->runs[s->next++]);
+}
+
+int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
+	       int64_t deadline, struct expo_set *out,
+	       struct scrape_stats *stats)
+{
+	struct scrape s;
+	int64_t t0 = loop_now();
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	memset(stats, 0, sizeof(*stats));
+	rc = loop_init(&s.loop);
+	if (rc)
+		return rc;
+	s.cfg = cfg;
+	s.t0 = t0;
+	s.out = out;
+	s.deadline = deadline;
+	s.concurrency = cfg->global.concurrency;
+	s.stats = stats;
+	s.nruns = n;
+	s.runs = xcalloc(n ? n : 1, sizeof(*s.runs));
+	if (!s.runs) {
+		loop_cleanup(&s.loop);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct probe_run *run = &s.runs[i];
+
+		run->loop = &s.loop;
+		run->out = out;
+		run->config = cfg;
+		run->target = &cfg->targets[targets[i]];
+		run->module = run->target->module;
+		run->order = (uint32_t)targets[i];
+		run->scrape = &s;
+		loop_timer_init(&run->timer, run_on_timer, run);
+	}
+
+	fill(&s);
+	while (s.finished < s.nruns && loop_now() < s.deadline) {
+		rc = loop_run_once(&s.loop, s.deadline);
+		release_done(&s);
+		if (rc < 0) {
+			log_err("scrape", "event loop failed: %s", strerror(-rc));
+			break;
+		}
+		fill(&s);
+	}
+
+	/* the deadline: cut off what still runs, report what never ran */
+	for (size_t i = 0; i < s.nruns; i++) {
+		struct probe_run *run = &s.runs[i];
+
+		if (run->done)
+			continue;
+		if (run->start) {
+			stats->cancelled++;
+			run->module->ops->cancel(run, PROBE_FAIL_DEADLINE);
+			if (!run->done)
+				probe_done(run, PROBE_FAIL_DEADLINE);
+		} else {
+			stats->queued_out++;
+			probe_done(run, PROBE_FAIL_DEADLINE);
+		}
+	}
+	release_done(&s);
+	for (size_t i = 0; i < s.nres; i++) {
+		dns_free(s.res[i].d);
+		xfree(s.res[i].servers);
+	}
+	xfree(s.runs);
+	loop_cleanup(&s.loop);
+	stats->duration = loop_seconds(loop_now() - t0);
+	return 0;
+}
+
+void scrape_stats_emit(const struct scrape_stats *st, struct expo_set *out)
+{
+	for (size_t i = 0; i < st->nkinds; i++)
+		expo_add(out, &M_SCRAPE_DURATION, 0, st->kinds[i].seconds,
+			 "probe", st->kinds[i].probe, NULL);
+	expo_add(out, &M_SCRAPE_PROBES, 0,
+		 (double)(st->finished - st->cancelled), "outcome", "finished",
+		 NULL);
+	expo_add(out, &M_SCRAPE_PROBES, 0, (double)st->cancelled, "outcome",
+		 "cancelled", NULL);
+	expo_add(out, &M_SCRAPE_PROBES, 0, (double)st->queued_out, "outcome",
+		 "not_started", NULL);
+}

@@ -1,0 +1,17 @@
+#include "probe.h"
+
+#include <string.h>
+
+#include "probes/tls/tls.h"
+
+static const struct probe_ops *const all_probes[] = {
+	&tls_probe_ops,
+};
+
+const struct probe_ops *probe_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(all_probes) / sizeof(all_probes[0]); i++)
+		if (strcmp(all_probes[i]->name, name) == 0)
+			return all_probes[i];
+	return NULL;
+}

@@ -1,0 +1,229 @@
+#include "x509.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/asn1.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509v3.h>
+
+#include "exporter/buf.h"
+#include "exporter/xalloc.h"
+
+int x509_time_to_unix(const ASN1_TIME *t, int64_t *out)
+{
+	struct tm tm;
+
+	if (!t || !ASN1_TIME_to_tm(t, &tm))
+		return -EINVAL;
+	*out = (int64_t)timegm(&tm);
+	return 0;
+}
+
+void x509_name_cn(const X509_NAME *name, char *dst, size_t len)
+{
+	const X509_NAME_ENTRY *e;
+	unsigned char *utf8 = NULL;
+	int idx, n;
+
+	dst[0] = '\0';
+	if (!name)
+		return;
+	idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if (idx < 0)
+		return;
+	e = X509_NAME_get_entry(name, idx);
+	n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(e));
+	if (n < 0)
+		return;
+	/* NUL bytes inside a CN would cut the label short; that is the
+	 * safe direction, the text stays a valid C string */
+	snprintf(dst, len, "%.*s", n, (const char *)utf8);
+	OPENSSL_free(utf8);
+}
+
+static void hex_lower(char *dst, const unsigned char *p, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		dst[2 * i] = hx[p[i] >> 4];
+		dst[2 * i + 1] = hx[p[i] & 15];
+	}
+	dst[2 * n] = '\0';
+}
+
+static void serial_hex(const ASN1_INTEGER *a, char *dst, size_t len)
+{
+	static const char hx[] = "0123456789ABCDEF";
+	const unsigned char *p = ASN1_STRING_get0_data(a);
+	int n = ASN1_STRING_length(a);
+	size_t o = 0;
+
+	if (ASN1_STRING_type(a) == V_ASN1_NEG_INTEGER && o + 1 < len)
+		dst[o++] = '-';
+	if (n <= 0) {
+		snprintf(dst + o, len - o, "00");
+		return;
+	}
+	for (int i = 0; i < n && o + 2 < len; i++) {
+		dst[o++] = hx[p[i] >> 4];
+		dst[o++] = hx[p[i] & 15];
+	}
+	dst[o] = '\0';
+}
+
+static void key_facts(X509 *x, struct x509_facts *f)
+{
+	EVP_PKEY *pk = X509_get0_pubkey(x);
+	int id;
+
+	snprintf(f->key_type, sizeof(f->key_type), "unknown");
+	f->key_bits = 0;
+	if (!pk)
+		return;
+	f->key_bits = EVP_PKEY_get_bits(pk);
+	id = EVP_PKEY_get_base_id(pk);
+	switch (id) {
+	case EVP_PKEY_RSA:
+	case EVP_PKEY_RSA_PSS:
+		snprintf(f->key_type, sizeof(f->key_type), "RSA");
+		break;
+	case EVP_PKEY_EC:
+		snprintf(f->key_type, sizeof(f->key_type), "EC");
+		break;
+	case EVP_PKEY_DSA:
+		snprintf(f->key_type, sizeof(f->key_type), "DSA");
+		break;
+	case EVP_PKEY_ED25519:
+		snprintf(f->key_type, sizeof(f->key_type), "ED25519");
+		break;
+	case EVP_PKEY_ED448:
+		snprintf(f->key_type, sizeof(f->key_type), "ED448");
+		break;
+	default: {
+		const char *sn = OBJ_nid2sn(id);
+
+		if (sn)
+			snprintf(f->key_type, sizeof(f->key_type), "%s", sn);
+	}
+	}
+}
+
+/* Format one GENERAL_NAME as "DNS:x", "IP:1.2.3.4", ... into `tmp`. */
+static void san_one(const GENERAL_NAME *g, char *tmp, size_t len)
+{
+	const ASN1_STRING *str = NULL;
+	const char *tag = "other:";
+
+	switch (g->type) {
+	case GEN_DNS:
+		str = g->d.dNSName;
+		tag = "DNS:";
+		break;
+	case GEN_EMAIL:
+		str = g->d.rfc822Name;
+		tag = "email:";
+		break;
+	case GEN_URI:
+		str = g->d.uniformResourceIdentifier;
+		tag = "URI:";
+		break;
+	case GEN_IPADD: {
+		const unsigned char *p = ASN1_STRING_get0_data(g->d.iPAddress);
+		int n = ASN1_STRING_length(g->d.iPAddress);
+		char ip[INET6_ADDRSTRLEN] = "?";
+
+		if (n == 4)
+			inet_ntop(AF_INET, p, ip, sizeof(ip));
+		else if (n == 16)
+			inet_ntop(AF_INET6, p, ip, sizeof(ip));
+		snprintf(tmp, len, "IP:%s", ip);
+		return;
+	}
+	default:
+		snprintf(tmp, len, "other");
+		return;
+	}
+	snprintf(tmp, len, "%s%.*s", tag, ASN1_STRING_length(str),
+		 (const char *)ASN1_STRING_get0_data(str));
+}
+
+/* Join the SANs, capped near X509_SANS_MAX bytes with a ",+N more" tail so
+ * that a certificate with thousands of names stays one bounded label. */
+static char *sans_join(X509 *x)
+{
+	GENERAL_NAMES *gens;
+	struct buf b;
+	char tmp[512];
+	int n, i;
+
+	buf_init(&b, X509_SANS_MAX + 64);
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	n = gens ? sk_GENERAL_NAME_num(gens) : 0;
+	for (i = 0; i < n; i++) {
+		san_one(sk_GENERAL_NAME_value(gens, i), tmp, sizeof(tmp));
+		if (b.len + strlen(tmp) + 1 > X509_SANS_MAX)
+			break;
+		if (b.len)
+			buf_putc(&b, ',');
+		buf_puts(&b, tmp);
+	}
+	if (i < n)
+		buf_printf(&b, "%s+%d more", b.len ? "," : "", n - i);
+	GENERAL_NAMES_free(gens);
+	if (b.err)
+		return NULL;
+	return buf_steal(&b, NULL);
+}
+
+int x509_facts_init(struct x509_facts *f, X509 *x)
+{
+	const X509_ALGOR *alg = NULL;
+	const ASN1_OBJECT *obj = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+
+	memset(f, 0, sizeof(*f));
+	x509_name_cn(X509_get_subject_name(x), f->subject_cn,
+		     sizeof(f->subject_cn));
+	x509_name_cn(X509_get_issuer_name(x), f->issuer_cn,
+		     sizeof(f->issuer_cn));
+	serial_hex(X509_get0_serialNumber(x), f->serial, sizeof(f->serial));
+	f->dates_ok = x509_time_to_unix(X509_get0_notBefore(x),
+					&f->not_before) == 0 &&
+		      x509_time_to_unix(X509_get0_notAfter(x),
+					&f->not_after) == 0;
+
+	X509_get0_signature(NULL, &alg, x);
+	if (alg)
+		X509_ALGOR_get0(&obj, NULL, NULL, alg);
+	if (!obj || OBJ_obj2txt(f->sig_alg, sizeof(f->sig_alg), obj, 0) <= 0)
+		snprintf(f->sig_alg, sizeof(f->sig_alg), "unknown");
+	key_facts(x, f);
+
+	if (X509_digest(x, EVP_sha1(), md, &mdlen))
+		hex_lower(f->sha1, md, mdlen);
+	if (X509_digest(x, EVP_sha256(), md, &mdlen))
+		hex_lower(f->sha256, md, mdlen);
+
+	/* X509_check_ca also caches the extensions, so do it before the
+	 * flag reads below */
+	f->is_ca = X509_check_ca(x) != 0;
+	f->self_signed = X509_self_signed(x, 0) == 1;
+
+	f->sans = sans_join(x);
+	if (!f->sans)
+		return -ENOMEM;
+	return 0;
+}
+
+void x509_facts_cleanup(struct x509_facts *f)
+{
+	xfree(f->sans);
+	f->sans = NULL;
+}

@@ -1,0 +1,1375 @@
+"""Integration-test harness for pki_exporter (Python 3 standard library only).
+
+Reusable pieces, imported by tests/integration/test_*.py:
+
+  * free_port(), TempDir, Proc/start_process/stop_process: child processes are
+    tracked by PID and always killed (tearDown helpers + atexit + SIGTERM).
+    Nothing here ever kills by process name.
+  * PKI: root CA, intermediate CA, leaf and self-signed certificates made with
+    the openssl CLI at test time (`openssl ca` with -startdate/-enddate, so
+    dates and serials are exact), facts read back from `openssl x509`.
+  * NginxRunner: one nginx serving N TLS server blocks on 127.0.0.1.
+  * SilentServer: accepts TCP connections and never says a word.
+  * DnsmasqRunner: an authoritative-only dnsmasq on 127.0.0.1:<port>; chosen
+    names resolve, everything else is NXDOMAIN (it never forwards).
+  * Exporter: runs $PKI_EXPORTER with a generated YAML config, scrape helpers.
+  * parse_metrics(): a strict Prometheus text-format 0.0.4 parser.
+  * PrometheusRunner: a real Prometheus scraping the exporter, query() helper.
+  * promtool_check_metrics().
+
+Environment:
+  PKI_EXPORTER      path to the exporter binary (tests needing it skip if unset)
+  PKI_TEST_KEEP=1   keep temporary directories (for debugging)
+"""
+
+import atexit
+import calendar
+import datetime as _dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+OPENSSL = shutil.which("openssl") or "openssl"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+KEEP = os.environ.get("PKI_TEST_KEEP") == "1"
+
+
+class HarnessError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# ports, temp dirs
+# ---------------------------------------------------------------------------
+
+_handed_out_ports = set()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0).
+
+    Never returns the same port twice within one test process."""
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        finally:
+            s.close()
+        if port not in _handed_out_ports:
+            _handed_out_ports.add(port)
+            return port
+    raise HarnessError("could not find a free port")
+
+
+def free_udp_tcp_port():
+    """A port free for both UDP and TCP on 127.0.0.1 (for DNS)."""
+    for _ in range(50):
+        port = free_port()
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+    raise HarnessError("could not find a free UDP+TCP port")
+
+
+class TempDir:
+    """Context manager (or plain object with .cleanup()) for a temp dir."""
+
+    def __init__(self, prefix="pki-it-"):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+        _tempdirs.append(self)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def cleanup(self):
+        if KEEP:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+_tempdirs = []
+
+
+# ---------------------------------------------------------------------------
+# child processes, tracked by PID
+# ---------------------------------------------------------------------------
+
+_procs = {}  # pid -> Proc
+_procs_lock = threading.Lock()
+
+
+class Proc:
+    """A child started in its own session (pgid == pid), output to files."""
+
+    def __init__(self, argv, name, logdir, env=None, cwd=None):
+        self.argv = list(argv)
+        self.name = name
+        os.makedirs(logdir, exist_ok=True)
+        self.stdout_path = os.path.join(logdir, name + ".stdout")
+        self.stderr_path = os.path.join(logdir, name + ".stderr")
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.popen = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._out,
+            stderr=self._err, env=env, cwd=cwd, start_new_session=True)
+        self.pid = self.popen.pid
+        with _procs_lock:
+            _procs[self.pid] = self
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def returncode(self):
+        return self.popen.poll()
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def wait(self, timeout):
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        """Signal the process by PID; SIGKILL its process group (which we
+        created, pgid == pid) if it does not exit in time. Returns the exit
+        code (negative = killed by signal)."""
+        rc = self.popen.poll()
+        if rc is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            rc = self.wait(timeout)
+        if rc is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            rc = self.wait(5)
+        else:
+            # leader gone; make sure children it left in our group are gone
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        with _procs_lock:
+            _procs.pop(self.pid, None)
+        for f in (self._out, self._err):
+            try:
+                f.close()
+            except Exception:
+                pass
+        return rc
+
+    def output(self):
+        """(stdout, stderr) written so far, as text."""
+        res = []
+        for p in (self.stdout_path, self.stderr_path):
+            try:
+                with open(p, "rb") as f:
+                    res.append(f.read().decode("utf-8", "replace"))
+            except OSError:
+                res.append("")
+        return tuple(res)
+
+    def log_tail(self, n=40):
+        out, err = self.output()
+        lines = (out + err).splitlines()
+        return "\n".join(lines[-n:])
+
+
+def start_process(argv, name, logdir, env=None, cwd=None):
+    return Proc(argv, name, logdir, env=env, cwd=cwd)
+
+
+def stop_all_processes():
+    with _procs_lock:
+        procs = list(_procs.values())
+    for p in procs:
+        try:
+            p.stop(timeout=3)
+        except Exception:
+            pass
+
+
+def _cleanup_at_exit():
+    stop_all_processes()
+    for t in list(_tempdirs):
+        t.cleanup()
+
+
+atexit.register(_cleanup_at_exit)
+
+
+def _on_sigterm(signum, frame):
+    # turn SIGTERM into a normal exit so atexit runs and children die
+    raise SystemExit(128 + signum)
+
+
+if threading.current_thread() is threading.main_thread():
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass
+
+
+def run(argv, check=True, input=None, timeout=60, cwd=None, env=None):
+    """Run a short command, return CompletedProcess (text)."""
+    cp = subprocess.run(argv, input=input, capture_output=True, text=True,
+                        timeout=timeout, cwd=cwd, env=env)
+    if check and cp.returncode != 0:
+        raise HarnessError("command failed (%d): %s\nstdout: %s\nstderr: %s"
+                           % (cp.returncode, " ".join(argv), cp.stdout, cp.stderr))
+    return cp
+
+
+def wait_until(pred, timeout, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; return it or raise."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - reported on timeout
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise HarnessError("timed out after %.1fs waiting for %s%s"
+                               % (timeout, what,
+                                  (" (last error: %r)" % last_exc) if last_exc else ""))
+        time.sleep(interval)
+
+
+def port_accepts(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
+    def ok():
+        if proc is not None and not proc.alive():
+            raise HarnessError("%s exited early (rc=%s):\n%s"
+                               % (proc.name, proc.returncode(), proc.log_tail()))
+        return port_accepts(port, host)
+    wait_until(ok, timeout, what="%s:%d to accept" % (host, port))
+
+
+# ---------------------------------------------------------------------------
+# PKI with the openssl CLI
+# ---------------------------------------------------------------------------
+
+def utc_now():
+    return int(time.time())
+
+
+def openssl_time(ts):
+    """Unix seconds -> the GeneralizedTime form `openssl ca -startdate` takes."""
+    d = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc)
+    return d.strftime("%Y%m%d%H%M%SZ")
+
+
+def _parse_iso_openssl(s):
+    # `-dateopt iso_8601` prints e.g. "2050-12-31 23:59:58Z"
+    d = _dt.datetime.strptime(s.strip(), "%Y-%m-%d %H:%M:%SZ")
+    return calendar.timegm(d.timetuple())
+
+
+def _parse_rfc822_openssl(s):
+    # default form, e.g. "Dec 31 23:59:58 2050 GMT"
+    d = _dt.datetime.strptime(s.strip(), "%b %d %H:%M:%S %Y GMT")
+    return calendar.timegm(d.timetuple())
+
+
+def subj_escape(value):
+    """Escape a value for `openssl req -subj` ('\\' escapes the next char)."""
+    return "".join("\\" + c if c in "\\/+=" else c for c in value)
+
+
+class CertInfo:
+    """Paths and facts of one certificate, read back from openssl."""
+
+    def __init__(self, **kw):
+        self.name = None
+        self.cert = None          # PEM path
+        self.key = None           # PEM path
+        self.subject_cn = None    # the CN we asked for (raw string)
+        self.issuer_cn = None
+        self.not_before = None    # Unix seconds (read back)
+        self.not_after = None     # Unix seconds (read back)
+        self.serial = None        # as `openssl x509 -noout -serial` prints it
+        self.sha1 = None          # lowercase hex, no colons
+        self.sha256 = None
+        self.sig_alg = None       # e.g. sha256WithRSAEncryption
+        self.key_type = None      # RSA | EC | ED25519
+        self.key_bits = None      # int
+        self.sans = None          # "DNS:a,IP:127.0.0.1" (order as in cert) or ""
+        self.issuer = None        # CertInfo of issuer (None if self-signed)
+        self.__dict__.update(kw)
+
+    def pem(self):
+        with open(self.cert) as f:
+            return f.read()
+
+    def __repr__(self):
+        return "<CertInfo %s CN=%r serial=%s nb=%s na=%s>" % (
+            self.name, self.subject_cn, self.serial, self.not_before, self.not_after)
+
+
+def read_cert_facts(cert_path):
+    """Facts of a PEM certificate as openssl prints them."""
+    cp = run([OPENSSL, "x509", "-in", cert_path, "-noout", "-serial",
+              "-startdate", "-enddate", "-dateopt", "iso_8601"])
+    facts = {}
+    for line in cp.stdout.splitlines():
+        k, _, v = line.partition("=")
+        if k == "serial":
+            facts["serial"] = v.strip()
+        elif k == "notBefore":
+            facts["not_before"] = _parse_iso_openssl(v)
+        elif k == "notAfter":
+            facts["not_after"] = _parse_iso_openssl(v)
+    # cross-check with the default (rfc_822) date form
+    cp2 = run([OPENSSL, "x509", "-in", cert_path, "-noout", "-startdate", "-enddate"])
+    for line in cp2.stdout.splitlines():
+        k, _, v = line.partition("=")
+        key = {"notBefore": "not_before", "notAfter": "not_after"}.get(k)
+        if key and _parse_rfc822_openssl(v) != facts[key]:
+            raise HarnessError("date forms disagree for %s" % cert_path)
+    for alg in ("sha1", "sha256"):
+        cp = run([OPENSSL, "x509", "-in", cert_path, "-noout", "-fingerprint", "-" + alg])
+        fp = cp.stdout.strip().split("=", 1)[1]
+        facts[alg] = fp.replace(":", "").lower()
+    text = run([OPENSSL, "x509", "-in", cert_path, "-noout", "-text"]).stdout
+    m = re.search(r"^\s*Signature Algorithm:\s*(\S+)", text, re.M)
+    facts["sig_alg"] = m.group(1) if m else None
+    m = re.search(r"Public Key Algorithm:\s*(\S+)", text)
+    alg = m.group(1) if m else ""
+    facts["key_type"] = {"rsaEncryption": "RSA", "id-ecPublicKey": "EC",
+                         "ED25519": "ED25519"}.get(alg, alg)
+    m = re.search(r"Public-Key:\s*\((\d+) bit\)", text)
+    facts["key_bits"] = int(m.group(1)) if m else None
+    m = re.search(r"X509v3 Subject Alternative Name:.*?\n\s*(.+)\n", text)
+    if m:
+        parts = [p.strip() for p in m.group(1).split(",")]
+        norm = []
+        for p in parts:
+            if p.startswith("IP Address:"):
+                p = "IP:" + p[len("IP Address:"):]
+            norm.append(p)
+        facts["sans"] = ",".join(norm)
+    else:
+        facts["sans"] = ""
+    return facts
+
+
+_CA_CNF = """\
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = {dir}
+database = {dir}/index.txt
+new_certs_dir = {dir}/newcerts
+serial = {dir}/serial
+default_md = sha256
+policy = policy_any
+unique_subject = no
+email_in_dn = no
+copy_extensions = none
+default_days = 30
+[ policy_any ]
+commonName = optional
+[ ext_ca ]
+basicConstraints = critical,CA:true
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[ ext_root ]
+basicConstraints = critical,CA:true
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[ ext_leaf ]
+basicConstraints = critical,CA:false
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth,clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+{san}
+[ ext_self ]
+basicConstraints = critical,CA:false
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+{san}
+"""
+
+
+class PKI:
+    """Makes keys and certificates in `directory` with the openssl CLI."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.certs = {}
+
+    # -- keys ---------------------------------------------------------------
+    def make_key(self, name, key="ec"):
+        """key: 'ec' / 'ec:P-256' / 'ec:P-384' / 'rsa' / 'rsa:3072' / 'ed25519'."""
+        path = os.path.join(self.dir, name + ".key")
+        kind, _, param = key.partition(":")
+        if kind == "ec":
+            argv = [OPENSSL, "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:" + (param or "P-256")]
+        elif kind == "rsa":
+            argv = [OPENSSL, "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:" + (param or "2048")]
+        elif kind == "ed25519":
+            argv = [OPENSSL, "genpkey", "-algorithm", "ED25519"]
+        else:
+            raise ValueError(key)
+        run(argv + ["-out", path])
+        os.chmod(path, 0o600)
+        return path
+
+    # -- the signing machinery ---------------------------------------------
+    def _ca_dir(self, issuer_name):
+        d = os.path.join(self.dir, "ca-" + issuer_name)
+        if not os.path.isdir(d):
+            os.makedirs(os.path.join(d, "newcerts"))
+            open(os.path.join(d, "index.txt"), "w").close()
+        return d
+
+    def _sign(self, name, cn, key_path, issuer, extensions, sans,
+              not_before, not_after, serial, subject_extra=""):
+        csr = os.path.join(self.dir, name + ".csr")
+        subj = "/CN=" + subj_escape(cn) + subject_extra
+        run([OPENSSL, "req", "-new", "-utf8", "-key", key_path, "-subj", subj,
+             "-out", csr])
+        ca_dir = self._ca_dir(issuer.name if issuer else name)
+        san_line = ""
+        if sans:
+            san_line = "subjectAltName = " + ",".join(sans)
+        cnf = os.path.join(ca_dir, "ca-%s.cnf" % name)
+        with open(cnf, "w") as f:
+            f.write(_CA_CNF.format(dir=ca_dir, san=san_line))
+        if serial is None:
+            serial = "%02X%s" % (random.randint(0x10, 0x7F),
+                                 "".join("%02X" % random.randint(0, 255) for _ in range(15)))
+        with open(os.path.join(ca_dir, "serial"), "w") as f:
+            f.write(serial + "\n")
+        out = os.path.join(self.dir, name + ".pem")
+        argv = [OPENSSL, "ca", "-batch", "-config", cnf, "-notext", "-preserveDN",
+                "-utf8", "-in", csr, "-out", out,
+                "-startdate", openssl_time(not_before),
+                "-enddate", openssl_time(not_after),
+                "-extfile", cnf, "-extensions", extensions]
+        if issuer is None:
+            argv += ["-selfsign", "-keyfile", key_path]
+        else:
+            argv += ["-cert", issuer.cert, "-keyfile", issuer.key]
+        run(argv)
+        facts = read_cert_facts(out)
+        ci = CertInfo(name=name, cert=out, key=key_path, subject_cn=cn,
+                      issuer_cn=(issuer.subject_cn if issuer else cn),
+                      issuer=issuer, **facts)
+        if ci.serial.lstrip("0") != serial.upper().lstrip("0"):
+            raise HarnessError("serial mismatch %s vs %s" % (ci.serial, serial))
+        if ci.not_before != not_before or ci.not_after != not_after:
+            raise HarnessError("dates not as requested for %s" % name)
+        self.certs[name] = ci
+        return ci
+
+    # -- public makers --------------------------------------------------------
+    def root_ca(self, name="root", cn="PKI Test Root CA", key="rsa",
+                not_before=None, not_after=None, serial=None):
+        now = utc_now()
+        nb = now - 30 * 86400 if not_before is None else not_before
+        na = now + 3650 * 86400 if not_after is None else not_after
+        k = self.make_key(name, key)
+        return self._sign(name, cn, k, None, "ext_root", None, nb, na, serial)
+
+    def intermediate_ca(self, issuer, name="intermediate", cn="PKI Test Intermediate CA",
+                        key="ec", not_before=None, not_after=None, serial=None):
+        now = utc_now()
+        nb = now - 20 * 86400 if not_before is None else not_before
+        na = now + 1825 * 86400 if not_after is None else not_after
+        k = self.make_key(name, key)
+        return self._sign(name, cn, k, issuer, "ext_ca", None, nb, na, serial)
+
+    def leaf(self, issuer, name, cn, sans=(), key="ec", not_before=None,
+             not_after=None, serial=None):
+        """A server certificate signed by `issuer`.
+        sans: e.g. ["DNS:a.test", "IP:127.0.0.1"]."""
+        now = utc_now()
+        nb = now - 86400 if not_before is None else not_before
+        na = now + 90 * 86400 if not_after is None else not_after
+        k = self.make_key(name, key)
+        return self._sign(name, cn, k, issuer, "ext_leaf", list(sans), nb, na, serial)
+
+    def self_signed(self, name, cn, sans=(), key="ec", not_before=None,
+                    not_after=None, serial=None):
+        now = utc_now()
+        nb = now - 86400 if not_before is None else not_before
+        na = now + 365 * 86400 if not_after is None else not_after
+        k = self.make_key(name, key)
+        return self._sign(name, cn, k, None, "ext_self", list(sans), nb, na, serial)
+
+    def chain_file(self, name, certs):
+        """Concatenate PEMs (leaf first) into one file, return its path."""
+        path = os.path.join(self.dir, name + ".chain.pem")
+        with open(path, "w") as f:
+            for c in certs:
+                f.write(c.pem())
+        return path
+
+
+# ---------------------------------------------------------------------------
+# nginx
+# ---------------------------------------------------------------------------
+
+class TLSServer:
+    """One nginx server block. `chain` = the certificates sent after the leaf."""
+
+    def __init__(self, cert, chain=(), port=None, server_name=None,
+                 protocols="TLSv1.2 TLSv1.3", ciphersuites=None, ciphers=None):
+        self.cert = cert
+        self.chain = list(chain)
+        self.port = port
+        self.server_name = server_name
+        self.protocols = protocols
+        self.ciphersuites = ciphersuites
+        self.ciphers = ciphers
+
+
+class NginxRunner:
+    """One nginx process serving several TLS server blocks on 127.0.0.1.
+
+    add() returns the port; several blocks may share a port (SNI): the first
+    block on a port is its default_server."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.servers = []
+        self.proc = None
+
+    def add(self, cert, chain=(), port=None, server_name=None, **kw):
+        if port is None:
+            port = free_port()
+        self.servers.append(TLSServer(cert, chain, port, server_name, **kw))
+        return port
+
+    def _conf(self):
+        d = self.dir
+        lines = [
+            "worker_processes 1;",
+            "user root;",
+            "pid %s/nginx.pid;" % d,
+            "error_log %s/error.log info;" % d,
+            "events { worker_connections 512; }",
+            "http {",
+            "  access_log off;",
+            "  client_body_temp_path %s/tmp/body;" % d,
+            "  proxy_temp_path %s/tmp/proxy;" % d,
+            "  fastcgi_temp_path %s/tmp/fastcgi;" % d,
+            "  uwsgi_temp_path %s/tmp/uwsgi;" % d,
+            "  scgi_temp_path %s/tmp/scgi;" % d,
+        ]
+        seen_ports = set()
+        for i, s in enumerate(self.servers):
+            chain_path = os.path.join(d, "srv%d.crt" % i)
+            with open(chain_path, "w") as f:
+                f.write(s.cert.pem())
+                for c in s.chain:
+                    f.write(c.pem())
+            default = s.port not in seen_ports
+            seen_ports.add(s.port)
+            lines.append("  server {")
+            lines.append("    listen 127.0.0.1:%d ssl%s;" % (s.port, " default_server" if default else ""))
+            lines.append("    server_name %s;" % (s.server_name or '""'))
+            lines.append("    ssl_certificate %s;" % chain_path)
+            lines.append("    ssl_certificate_key %s;" % s.cert.key)
+            lines.append("    ssl_protocols %s;" % s.protocols)
+            if s.ciphers:
+                lines.append("    ssl_ciphers %s;" % s.ciphers)
+            if s.ciphersuites:
+                lines.append("    ssl_conf_command Ciphersuites %s;" % s.ciphersuites)
+            lines.append('    location / { return 200 "ok\\n"; }')
+            lines.append("  }")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout=10.0):
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(self._conf())
+        argv = [NGINX, "-p", self.dir + "/", "-c", conf, "-e",
+                os.path.join(self.dir, "error.log"), "-g", "daemon off;"]
+        self.proc = start_process(argv, "nginx", self.dir)
+        try:
+            for port in sorted({s.port for s in self.servers}):
+                wait_port(port, timeout, self.proc)
+        except HarnessError as e:
+            raise HarnessError("%s\nnginx error.log:\n%s" % (e, self.error_log()))
+        return self
+
+    def error_log(self):
+        try:
+            with open(os.path.join(self.dir, "error.log")) as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM)
+            self.proc = None
+
+
+# ---------------------------------------------------------------------------
+# a TCP server that accepts and never speaks
+# ---------------------------------------------------------------------------
+
+class SilentServer:
+    """Listens on 127.0.0.1:port, accepts, holds connections open, sends
+    nothing. Runs as a daemon thread in the test process."""
+
+    def __init__(self, port=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port or 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.conns = []
+        self.accepted = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True,
+                                       name="silent-%d" % self.port)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            self.conns.append(c)
+            self.accepted += 1
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(2)
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# dnsmasq
+# ---------------------------------------------------------------------------
+
+class DnsmasqRunner:
+    """Authoritative-only dnsmasq on 127.0.0.1:port.
+
+    names: {"good.test": "127.0.0.1", ...}. Every other name is NXDOMAIN
+    (address=/#/ with no address); nothing is ever forwarded (no-resolv, no
+    server= lines, no /etc/hosts, no config file)."""
+
+    def __init__(self, directory, names, port=None):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.names = dict(names)
+        self.port = port or free_udp_tcp_port()
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        argv = [DNSMASQ, "--keep-in-foreground", "--conf-file", "--no-resolv",
+                "--no-hosts", "--no-poll", "--pid-file", "--log-facility=-",
+                "--log-queries", "--port=%d" % self.port,
+                "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--user=root", "--address=/#/"]
+        for n, ip in sorted(self.names.items()):
+            argv.append("--address=/%s/%s" % (n, ip))
+        self.proc = start_process(argv, "dnsmasq", self.dir)
+
+        def answering():
+            if not self.proc.alive():
+                raise HarnessError("dnsmasq exited:\n" + self.proc.log_tail())
+            return dns_query("probe.invalid", self.port, timeout=0.3) is not None
+        wait_until(answering, timeout, what="dnsmasq to answer")
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM)
+            self.proc = None
+
+
+def dns_query(name, port, qtype=1, server="127.0.0.1", timeout=1.0):
+    """Minimal DNS client (UDP). Returns (rcode, [answers]) where answers are
+    dotted IPv4 strings for A, IPv6 text for AAAA, raw bytes otherwise; or None
+    on timeout."""
+    qid = random.randint(0, 0xFFFF)
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", qtype, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(q, (server, port))
+        try:
+            data, _ = s.recvfrom(4096)
+        except socket.timeout:
+            return None
+    finally:
+        s.close()
+    rid, flags, qd, an, _, _ = struct.unpack(">HHHHHH", data[:12])
+    if rid != qid:
+        return None
+    rcode = flags & 0xF
+    off = 12
+
+    def skip_name(off):
+        while True:
+            ln = data[off]
+            if ln == 0:
+                return off + 1
+            if ln & 0xC0 == 0xC0:
+                return off + 2
+            off += 1 + ln
+    for _ in range(qd):
+        off = skip_name(off) + 4
+    answers = []
+    for _ in range(an):
+        off = skip_name(off)
+        atype, _, _, rdlen = struct.unpack(">HHIH", data[off:off + 10])
+        off += 10
+        rdata = data[off:off + rdlen]
+        off += rdlen
+        if atype == 1:
+            answers.append(socket.inet_ntop(socket.AF_INET, rdata))
+        elif atype == 28:
+            answers.append(socket.inet_ntop(socket.AF_INET6, rdata))
+        else:
+            answers.append(rdata)
+    return rcode, answers
+
+
+# ---------------------------------------------------------------------------
+# YAML emitter (enough for exporter / prometheus configs)
+# ---------------------------------------------------------------------------
+
+def _yaml_scalar(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(str(v))  # a JSON string is a valid YAML double-quoted scalar
+
+
+def to_yaml(obj, indent=0):
+    pad = "  " * indent
+    out = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (dict, list)) and v:
+                out.append("%s%s:" % (pad, k))
+                out.append(to_yaml(v, indent + 1))
+            elif isinstance(v, (dict, list)):
+                out.append("%s%s: %s" % (pad, k, "{}" if isinstance(v, dict) else "[]"))
+            else:
+                out.append("%s%s: %s" % (pad, k, _yaml_scalar(v)))
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, dict) and v:
+                inner = to_yaml(v, indent + 1).split("\n")
+                first = inner[0].lstrip()
+                out.append("%s- %s" % (pad, first))
+                out.extend(inner[1:])
+            elif isinstance(v, list):
+                out.append("%s- %s" % (pad, json.dumps(v)))
+            else:
+                out.append("%s- %s" % (pad, _yaml_scalar(v)))
+    else:
+        out.append(pad + _yaml_scalar(obj))
+    return "\n".join(out)
+
+
+def exporter_config(modules, targets, global_=None):
+    """modules: {name: {...}}; targets: [(module, [t1, t2]), ...]."""
+    cfg = {}
+    if global_:
+        cfg["global"] = global_
+    cfg["modules"] = modules
+    cfg["targets"] = [{"module": m, "targets": list(ts)} for m, ts in targets]
+    return to_yaml(cfg) + "\n"
+
+
+# ---------------------------------------------------------------------------
+# Prometheus text format parser
+# ---------------------------------------------------------------------------
+
+class ParseError(ValueError):
+    pass
+
+
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _parse_value(s):
+    if s in ("+Inf", "Inf"):
+        return float("inf")
+    if s == "-Inf":
+        return float("-inf")
+    if s == "NaN":
+        return float("nan")
+    try:
+        return float(s)
+    except ValueError:
+        raise ParseError("bad value %r" % s)
+
+
+def parse_metrics(text, strict=True):
+    """Parse text format 0.0.4 into {(name, frozenset(labels.items())): value}.
+
+    Label values are unescaped (\\\\ -> \\, \\" -> ", \\n -> newline); any other
+    escape, a malformed line or a duplicate series raises ParseError."""
+    result = {}
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if line.strip() == "":
+            continue
+        if line.startswith("#"):
+            continue
+        m = _NAME_RE.match(line)
+        if not m:
+            raise ParseError("line %d: no metric name: %r" % (lineno, line))
+        name = m.group(0)
+        i = m.end()
+        labels = {}
+        if i < len(line) and line[i] == "{":
+            i += 1
+            while True:
+                while i < len(line) and line[i] in " \t":
+                    i += 1
+                if i < len(line) and line[i] == "}":
+                    i += 1
+                    break
+                lm = _LABEL_RE.match(line, i)
+                if not lm:
+                    raise ParseError("line %d: bad label name at %d: %r" % (lineno, i, line))
+                lname = lm.group(0)
+                i = lm.end()
+                while i < len(line) and line[i] in " \t":
+                    i += 1
+                if line[i:i + 2] != '="':
+                    raise ParseError("line %d: expected =\" after %s: %r" % (lineno, lname, line))
+                i += 2
+                val = []
+                while True:
+                    if i >= len(line):
+                        raise ParseError("line %d: unterminated label value" % lineno)
+                    c = line[i]
+                    if c == "\\":
+                        if i + 1 >= len(line):
+                            raise ParseError("line %d: dangling backslash" % lineno)
+                        e = line[i + 1]
+                        if e == "\\":
+                            val.append("\\")
+                        elif e == '"':
+                            val.append('"')
+                        elif e == "n":
+                            val.append("\n")
+                        else:
+                            raise ParseError("line %d: invalid escape \\%s" % (lineno, e))
+                        i += 2
+                    elif c == '"':
+                        i += 1
+                        break
+                    else:
+                        val.append(c)
+                        i += 1
+                if lname in labels:
+                    raise ParseError("line %d: duplicate label %s" % (lineno, lname))
+                labels[lname] = "".join(val)
+                while i < len(line) and line[i] in " \t":
+                    i += 1
+                if i < len(line) and line[i] == ",":
+                    i += 1
+                    continue
+                if i < len(line) and line[i] == "}":
+                    i += 1
+                    break
+                raise ParseError("line %d: expected , or } at %d: %r" % (lineno, i, line))
+        rest = line[i:]
+        if not rest or rest[0] not in " \t":
+            raise ParseError("line %d: expected space before value: %r" % (lineno, line))
+        parts = rest.split()
+        if len(parts) not in (1, 2):
+            raise ParseError("line %d: bad value/timestamp: %r" % (lineno, line))
+        value = _parse_value(parts[0])
+        if len(parts) == 2 and not re.fullmatch(r"-?\d+", parts[1]):
+            raise ParseError("line %d: bad timestamp: %r" % (lineno, line))
+        key = (name, frozenset(labels.items()))
+        if strict and key in result:
+            raise ParseError("line %d: duplicate series %s%r" % (lineno, name, labels))
+        result[key] = value
+    return result
+
+
+class Metrics:
+    """Convenience view over parse_metrics() output."""
+
+    def __init__(self, text):
+        self.text = text
+        self.series = parse_metrics(text)
+
+    def find(self, name, **labels):
+        """[(labels_dict, value)] of series `name` whose labels include `labels`."""
+        out = []
+        for (n, ls), v in self.series.items():
+            if n != name:
+                continue
+            d = dict(ls)
+            if all(d.get(k) == val for k, val in labels.items()):
+                out.append((d, v))
+        return out
+
+    def one(self, name, **labels):
+        found = self.find(name, **labels)
+        if len(found) != 1:
+            raise AssertionError("expected exactly one %s%r, found %d: %r\n--- exposition ---\n%s"
+                                 % (name, labels, len(found), found, self.excerpt()))
+        return found[0]
+
+    def value(self, name, **labels):
+        return self.one(name, **labels)[1]
+
+    def names(self):
+        return {n for (n, _) in self.series}
+
+    def excerpt(self, limit=6000):
+        return self.text if len(self.text) <= limit else self.text[:limit] + "\n...[cut]"
+
+
+# ---------------------------------------------------------------------------
+# HTTP helpers
+# ---------------------------------------------------------------------------
+
+class HTTPResult:
+    def __init__(self, status, headers, body, elapsed):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.elapsed = elapsed
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+
+def http_request(url, method="GET", headers=None, data=None, timeout=30.0):
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            body = r.read()
+            return HTTPResult(r.status, dict(r.headers), body, time.monotonic() - t0)
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return HTTPResult(e.code, dict(e.headers or {}), body, time.monotonic() - t0)
+
+
+# ---------------------------------------------------------------------------
+# the exporter
+# ---------------------------------------------------------------------------
+
+def exporter_binary():
+    """Path of the exporter binary from $PKI_EXPORTER, or raise SkipTest."""
+    b = os.environ.get("PKI_EXPORTER")
+    if not b:
+        raise unittest.SkipTest("PKI_EXPORTER is not set: set it to the pki_exporter "
+                                "binary (e.g. build/pki_exporter) to run these tests")
+    if not (os.path.isfile(b) and os.access(b, os.X_OK)):
+        raise unittest.SkipTest("PKI_EXPORTER=%s is not an executable file" % b)
+    return os.path.abspath(b)
+
+
+class Exporter:
+    """Runs the exporter on 127.0.0.1:<free port> with a config file in `directory`.
+
+    flag_style 'equals' passes --flag=value, 'space' passes --flag value."""
+
+    def __init__(self, directory, config_text, name="exporter", extra_args=(),
+                 flag_style="equals", cwd="/"):
+        self.bin = exporter_binary()
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.name = name
+        self.config_path = os.path.join(directory, name + ".yml")
+        self.write_config(config_text)
+        self.extra_args = list(extra_args)
+        self.flag_style = flag_style
+        self.cwd = cwd
+        self.port = None
+        self.proc = None
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def _flag(self, k, v):
+        return ["%s=%s" % (k, v)] if self.flag_style == "equals" else [k, v]
+
+    def start(self, timeout=15.0):
+        last = None
+        for _attempt in range(3):
+            self.port = free_port()
+            argv = [self.bin] + self._flag("--config.file", self.config_path) \
+                + self._flag("--web.listen-address", "127.0.0.1:%d" % self.port) \
+                + self._flag("--log.level", "debug") + self.extra_args
+            self.proc = start_process(argv, self.name, self.dir, cwd=self.cwd)
+            try:
+                self.wait_ready(timeout)
+                return self
+            except HarnessError as e:
+                last = e
+                if self.proc.alive():
+                    raise
+                self.proc.stop()
+                if "address already in use" not in self.proc.log_tail().lower():
+                    raise
+        raise last
+
+    def wait_ready(self, timeout=15.0):
+        def ready():
+            if not self.proc.alive():
+                raise HarnessError("exporter exited early (rc=%s):\n%s"
+                                   % (self.proc.returncode(), self.proc.log_tail()))
+            try:
+                return self.get("/-/ready", timeout=1).status == 200
+            except OSError:
+                return False
+        wait_until(ready, timeout, interval=0.05, what="exporter /-/ready")
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, headers=None, timeout=30.0):
+        return http_request(self.url(path), headers=headers, timeout=timeout)
+
+    def request(self, path, method="GET", headers=None, data=None, timeout=30.0):
+        return http_request(self.url(path), method=method, headers=headers,
+                            data=data, timeout=timeout)
+
+    def scrape(self, path="/metrics", scrape_timeout=None, headers=None, timeout=30.0):
+        """GET path; returns (Metrics, HTTPResult). Raises if status != 200."""
+        h = dict(headers or {})
+        if scrape_timeout is not None:
+            h["X-Prometheus-Scrape-Timeout-Seconds"] = str(scrape_timeout)
+        r = self.get(path, headers=h, timeout=timeout)
+        if r.status != 200:
+            raise AssertionError("GET %s -> %d: %s\n%s" % (path, r.status, r.text[:2000],
+                                                           self.proc.log_tail()))
+        return Metrics(r.text), r
+
+    def probe(self, module, target, **kw):
+        q = urllib.parse.urlencode({"module": module, "target": target})
+        return self.scrape("/probe?" + q, **kw)
+
+    def reload_signal(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def reload_http(self):
+        return self.request("/-/reload", method="POST", data=b"")
+
+    def log_tail(self, n=60):
+        return self.proc.log_tail(n) if self.proc else ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=5.0):
+        if self.proc:
+            rc = self.proc.stop(sig, timeout)
+            return rc
+        return None
+
+
+def run_exporter_cli(args, timeout=30, cwd=None):
+    """Run the exporter binary with args (one-shot); CompletedProcess."""
+    return run([exporter_binary()] + list(args), check=False, timeout=timeout, cwd=cwd)
+
+
+# ---------------------------------------------------------------------------
+# promtool
+# ---------------------------------------------------------------------------
+
+def promtool_check_metrics(text):
+    """Feed an exposition to `promtool check metrics`; (rc, combined output)."""
+    cp = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode("utf-8"),
+                        capture_output=True, timeout=60)
+    return cp.returncode, (cp.stdout + cp.stderr).decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------
+# Prometheus
+# ---------------------------------------------------------------------------
+
+class PrometheusRunner:
+    """A real Prometheus scraping `targets` ("127.0.0.1:port") on /metrics.
+
+    Prometheus requires scrape_timeout <= scrape_interval; the exporter gets
+    X-Prometheus-Scrape-Timeout-Seconds = scrape_timeout."""
+
+    def __init__(self, directory, targets, scrape_interval="1s", scrape_timeout="1s",
+                 metrics_path="/metrics", job="pki"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.targets = list(targets)
+        self.scrape_interval = scrape_interval
+        self.scrape_timeout = scrape_timeout
+        self.metrics_path = metrics_path
+        self.job = job
+        self.port = None
+        self.proc = None
+
+    def start(self, timeout=30.0):
+        cfg = {
+            "global": {"scrape_interval": self.scrape_interval,
+                       "scrape_timeout": self.scrape_timeout,
+                       "evaluation_interval": self.scrape_interval},
+            "scrape_configs": [{
+                "job_name": self.job,
+                "metrics_path": self.metrics_path,
+                "static_configs": [{"targets": self.targets}],
+            }],
+        }
+        conf = os.path.join(self.dir, "prometheus.yml")
+        with open(conf, "w") as f:
+            f.write(to_yaml(cfg) + "\n")
+        self.port = free_port()
+        argv = [PROMETHEUS, "--config.file=" + conf,
+                "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
+                "--web.listen-address=127.0.0.1:%d" % self.port,
+                "--log.level=warn"]
+        self.proc = start_process(argv, "prometheus", self.dir, cwd=self.dir)
+
+        def ready():
+            if not self.proc.alive():
+                raise HarnessError("prometheus exited:\n" + self.proc.log_tail())
+            try:
+                return http_request(self.api_url("/-/ready"), timeout=1).status == 200
+            except OSError:
+                return False
+        wait_until(ready, timeout, interval=0.1, what="prometheus /-/ready")
+        return self
+
+    def api_url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def api(self, path, **params):
+        url = self.api_url(path)
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        r = http_request(url, timeout=10)
+        doc = json.loads(r.body.decode())
+        if doc.get("status") != "success":
+            raise HarnessError("prometheus %s: %s" % (path, doc))
+        return doc["data"]
+
+    def query_now(self, expr):
+        """Instant query; [(labels_dict, float_value)] (vector results)."""
+        data = self.api("/api/v1/query", query=expr)
+        if data["resultType"] == "scalar":
+            return [({}, float(data["result"][1]))]
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def query(self, expr, timeout=20.0):
+        """Instant query, retried until it returns a non-empty result."""
+        try:
+            return wait_until(lambda: self.query_now(expr), timeout, interval=0.25,
+                              what="a result for %s" % expr)
+        except HarnessError as e:
+            raise AssertionError("%s\nprometheus targets: %s" % (e, self.target_health()))
+
+    def query_one(self, expr, timeout=20.0):
+        res = self.query(expr, timeout)
+        if len(res) != 1:
+            raise AssertionError("expected one series for %s, got %r" % (expr, res))
+        return res[0]
+
+    def target_health(self):
+        try:
+            data = self.api("/api/v1/targets")
+            return [(t["scrapeUrl"], t["health"], t.get("lastError"))
+                    for t in data["activeTargets"]]
+        except Exception as e:  # noqa: BLE001
+            return "unavailable: %r" % e
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM, timeout=10)
+            self.proc = None
+
+
+def promql_labels(**labels):
+    """{k="v",...} with PromQL string escaping."""
+    return "{" + ",".join('%s=%s' % (k, json.dumps(v)) for k, v in labels.items()) + "}"
+
+
+# ---------------------------------------------------------------------------
+# the shared fixture of the core tests
+# ---------------------------------------------------------------------------
+
+ESCAPE_CN = 'we"ird \\back\\slash, {x="y"} \\n'   # literal quote, backslashes, "\n" as 2 chars
+NEWLINE_CN = "line one\nline two"                 # a real newline
+
+
+class CoreFixture:
+    """PKI + one nginx with several TLS endpoints + a silent TCP server +
+    dnsmasq, all on 127.0.0.1. Attributes after start():
+
+      root, inter               CAs (root RSA-2048, intermediate EC P-256)
+      valid   / p_valid         EC leaf by inter, sent with inter; TLSv1.3 only,
+                                ciphersuite TLS_AES_128_GCM_SHA256
+      expired / p_expired       RSA leaf by inter, expired 30 days ago, sent
+                                with inter; TLSv1.2 only
+      untrusted / p_untrusted   self-signed RSA-3072 leaf
+      good / p_sni              leaf for good.test (by inter) served only to SNI
+                                good.test; other names get `sni_default`
+      escape / p_escape         self-signed, CN = ESCAPE_CN
+      newline / p_newline       self-signed, CN = NEWLINE_CN
+      silent                    SilentServer (silent.port)
+      dns                       DnsmasqRunner: good.test -> 127.0.0.1, rest NXDOMAIN
+    """
+
+    GOOD_NAME = "good.test"
+    NX_NAME = "nx.test"
+
+    def __init__(self, directory=None):
+        self.tmp = TempDir("pki-core-") if directory is None else None
+        self.dir = directory or self.tmp.path
+        self.nginx = None
+        self.silent = None
+        self.dns = None
+
+    def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        now = utc_now()
+        pki = self.pki = PKI(os.path.join(self.dir, "pki"))
+        self.root = pki.root_ca(cn="PKI Test Root CA", key="rsa:2048")
+        self.inter = pki.intermediate_ca(self.root, cn="PKI Test Intermediate CA", key="ec")
+        # odd seconds so that rounding/truncation shows
+        self.valid = pki.leaf(
+            self.inter, "valid", "valid.test",
+            sans=["DNS:valid.test", "DNS:www.valid.test", "IP:127.0.0.1"], key="ec",
+            not_before=now - 3 * 86400 + 17, not_after=now + 400 * 86400 + 23,
+            serial="0A" + "".join("%02X" % random.randint(0, 255) for _ in range(15)))
+        self.expired = pki.leaf(
+            self.inter, "expired", "expired.test", sans=["DNS:expired.test"], key="rsa:2048",
+            not_before=now - 400 * 86400 + 5, not_after=now - 30 * 86400 + 11)
+        self.untrusted = pki.self_signed(
+            "untrusted", "untrusted.test", sans=["DNS:untrusted.test"], key="rsa:3072",
+            not_before=now - 10 * 86400 + 3, not_after=now + 200 * 86400 + 7)
+        self.good = pki.leaf(self.inter, "good", self.GOOD_NAME, sans=["DNS:" + self.GOOD_NAME],
+                             key="ec")
+        self.sni_default = pki.self_signed("sni_default", "sni-default.test",
+                                           sans=["DNS:sni-default.test"], key="ec")
+        self.escape = pki.self_signed("escape", ESCAPE_CN, key="ec")
+        self.newline = pki.self_signed("newline", NEWLINE_CN, key="ec")
+
+        ngx = self.nginx = NginxRunner(os.path.join(self.dir, "nginx"))
+        self.p_valid = ngx.add(self.valid, chain=[self.inter], protocols="TLSv1.3",
+                               ciphersuites="TLS_AES_128_GCM_SHA256")
+        self.p_expired = ngx.add(self.expired, chain=[self.inter], protocols="TLSv1.2",
+                                 ciphers="ECDHE-RSA-AES256-GCM-SHA384")
+        self.p_untrusted = ngx.add(self.untrusted)
+        self.p_sni = ngx.add(self.sni_default)
+        ngx.add(self.good, chain=[self.inter], port=self.p_sni, server_name=self.GOOD_NAME)
+        self.p_escape = ngx.add(self.escape)
+        self.p_newline = ngx.add(self.newline)
+        ngx.start()
+
+        self.silent = SilentServer().start()
+        self.dns = DnsmasqRunner(os.path.join(self.dir, "dnsmasq"),
+                                 {self.GOOD_NAME: "127.0.0.1"}).start()
+
+    def t(self, port, host="127.0.0.1"):
+        """A target string host:port."""
+        return "%s:%d" % (host, port)
+
+    def stop(self):
+        for what in ("nginx", "dns", "silent"):
+            obj = getattr(self, what, None)
+            if obj is not None:
+                try:
+                    obj.stop()
+                except Exception:
+                    pass
+                setattr(self, what, None)
+        if self.tmp:
+            self.tmp.cleanup()
