@@ -520,16 +520,32 @@ class Phase:
         self.nginx_pids = nginx_pids
 
     def __enter__(self):
+        self.hwm_pre = proc_status_kb(self.pid, "VmHWM")   # peak since start / last reset
         self.hwm_reset = reset_hwm(self.pid)
         self.rss0 = proc_status_kb(self.pid, "VmRSS")
         self.cpu0 = proc_cpu_seconds(self.pid)
         self.ngx0 = cpu_sum(self.nginx_pids)
         self.cli0 = self_cpu()
+        self.max_threads = proc_status_kb(self.pid, "Threads")
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
         self.t0 = time.perf_counter()
         return self
 
+    def _sample(self):
+        # thread count of the server process, every 50 ms (informational)
+        while not self._stop.wait(0.05):
+            try:
+                t = proc_status_kb(self.pid, "Threads")
+            except OSError:
+                return
+            if t is not None and (self.max_threads is None or t > self.max_threads):
+                self.max_threads = t
+
     def finish(self):
         self.wall = time.perf_counter() - self.t0
+        self._stop.set()
         self.cpu = proc_cpu_seconds(self.pid) - self.cpu0
         self.ngx = cpu_sum(self.nginx_pids) - self.ngx0
         self.cli = self_cpu() - self.cli0
@@ -550,6 +566,7 @@ class Phase:
             "rss_after_mb": self.rss1 / 1024.0 if self.rss1 is not None else None,
             "nginx_cpu_s": self.ngx,
             "client_cpu_s": self.cli,
+            "max_threads_sampled": self.max_threads,
         }
 
 
@@ -673,6 +690,9 @@ def run_ours(args, d, targets, nginx_pids, rep):
         time.sleep(0.5)
         out["idle_rss_mb"] = proc_status_kb(p.pid, "VmRSS") / 1024.0
         out["idle_cpu_s"] = proc_cpu_seconds(p.pid)
+        out["cpu_s_until_ready"] = out["idle_cpu_s"]
+        out["startup_vmhwm_mb"] = proc_status_kb(p.pid, "VmHWM") / 1024.0
+        cum_kb = 0
         for phase in ("cold", "warm"):
             with Phase(p.pid, nginx_pids) as ph:
                 try:
@@ -690,7 +710,8 @@ def run_ours(args, d, targets, nginx_pids, rep):
             res = ph.result(n)
             chk = check_ours_body(status, body, targets)
             res.update(chk)
-            res["cumulative_vmhwm_mb"] = proc_status_kb(p.pid, "VmHWM") / 1024.0
+            cum_kb = max([cum_kb] + [v for v in (ph.hwm_pre, ph.hwm) if v is not None])
+            res["cumulative_vmhwm_mb"] = cum_kb / 1024.0   # max over the process lifetime so far
             out[phase] = res
             if args.save_bodies:
                 with open(os.path.join(d, "metrics-%s-%d.txt" % (phase, rep)), "wb") as f:
@@ -700,8 +721,9 @@ def run_ours(args, d, targets, nginx_pids, rep):
                        "(series %d, missing %d); failure reasons: %s"
                        % (phase, status, chk["probe_success_1"], n, chk["probe_success_series"],
                           chk["targets_missing"], chk["failure_reasons"]))
-            log("ours %s: wall %.3fs cpu %.3fs hwm %.1fMiB success %d/%d"
-                % (phase, res["wall_s"], res["cpu_s"], res["peak_rss_mb"], chk["probe_success_1"], n))
+            log("ours %s: wall %ss cpu %ss hwm %sMiB threads<=%s success %d/%d"
+                % (phase, fmt(res["wall_s"], ".3f"), fmt(res["cpu_s"], ".3f"), fmt(res["peak_rss_mb"], ".1f"),
+                   res["max_threads_sampled"], chk["probe_success_1"], n))
             time.sleep(args.settle)
     finally:
         already = p.poll() is not None
@@ -850,13 +872,14 @@ def run_blackbox(args, d, targets, nginx_pids, rep):
             "probe_duration_p99_s": pct(durs, 99),
             "ok": ok == n and not timed_out,
         })
-        res["cumulative_vmhwm_mb"] = proc_status_kb(p.pid, "VmHWM") / 1024.0
+        res["cumulative_vmhwm_mb"] = max(v for v in (ph.hwm_pre, ph.hwm, 0) if v is not None) / 1024.0
         out["probe"] = res
         if not res["ok"]:
             banner("blackbox: probe_success 1 for %d of %d targets; %s\nfirst bad response: %s"
                    % (ok, n, fails, first_bad))
-        log("blackbox: wall %.3fs cpu %.3fs hwm %.1fMiB success %d/%d"
-            % (res["wall_s"], res["cpu_s"], res["peak_rss_mb"], ok, n))
+        log("blackbox: wall %ss cpu %ss hwm %sMiB threads<=%s success %d/%d"
+            % (fmt(res["wall_s"], ".3f"), fmt(res["cpu_s"], ".3f"), fmt(res["peak_rss_mb"], ".1f"),
+               res["max_threads_sampled"], ok, n))
     finally:
         out["exited_before_sigterm"] = p.poll() is not None
         out["exit_code"] = stop_proc("blackbox", p)
@@ -971,6 +994,15 @@ def raise_nofile(n):
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def file_sha256(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def tool_version(argv):
     try:
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
@@ -1037,6 +1069,9 @@ def main():
             "nginx": tool_version([args.nginx, "-v"]),
             "blackbox": tool_version([args.blackbox, "--version"]),
             "pki_exporter": None if args.skip_ours else tool_version([args.exporter, "--version"]),
+            "pki_exporter_sha256": None if args.skip_ours else file_sha256(args.exporter),
+            "pki_exporter_mtime": None if args.skip_ours else time.strftime(
+                "%Y-%m-%dT%H:%M:%S", time.localtime(os.stat(args.exporter).st_mtime)),
         },
         "runs": [],
     }

@@ -442,13 +442,18 @@ static int parse_global(const struct cfg_node *n, struct config *cfg,
 			if (cfg_get_strings(&p.vnode, eb, &g->dns_servers,
 					    &g->ndns))
 				continue;
-			for (size_t k = 0; k < g->ndns; k++)
+			for (size_t k = 0; k < g->ndns; k++) {
+				struct cfg_node at = p.vnode;
+
+				if (cfg_is_seq(&p.vnode))
+					cfg_seq_item(&p.vnode, k, &at);
 				if (dns_server_check(g->dns_servers[k]))
-					errbuf_add(eb, &p.vnode,
+					errbuf_add(eb, &at,
 						   "dns_servers: '%s' is not an "
 						   "IP address with an optional "
 						   "port",
 						   g->dns_servers[k]);
+			}
 		} else if (strcmp(p.key, "proxy") == 0) {
 			cfg_get_string(&p.vnode, eb, &g->proxy);
 		} else {
