@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 
-RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates"
+RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl"
 BUILD="build-essential cmake pkg-config git libmicrohttpd-dev libssl-dev \
 libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev"
 # Real servers for the integration tests and the demo, the peer for the

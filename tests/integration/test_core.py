@@ -65,8 +65,28 @@ class ExporterCase(unittest.TestCase):
     def assertSuccess(self, m, module, target, expected):
         self.assertValue(m, "pki_probe_success", expected, module=module, target=target)
 
-    def cert_series(self, m, name, target, position):
-        return m.one(name, target=target, position=position)
+    @classmethod
+    def scrape_raw(cls, exp, **kw):
+        """Scrape without parsing: a malformed exposition then fails the tests
+        that read it (and promtool's test shows why), not the whole class."""
+        h_ = {}
+        if "scrape_timeout" in kw:
+            h_["X-Prometheus-Scrape-Timeout-Seconds"] = str(kw["scrape_timeout"])
+        r = exp.get("/metrics", headers=h_)
+        if r.status != 200:
+            raise AssertionError("GET /metrics -> %d: %s" % (r.status, r.text[:2000]))
+        return r
+
+    @property
+    def m(self):
+        """The class's shared scrape (self.r), parsed."""
+        cls = type(self)
+        if getattr(cls, "_parsed", None) is None:
+            try:
+                cls._parsed = h.Metrics(cls.r.text)
+            except h.ParseError as e:
+                raise AssertionError("exposition does not parse: %s\n%s" % (e, cls.r.text[:3000]))
+        return cls._parsed
 
 
 # ---------------------------------------------------------------------------
@@ -207,18 +227,20 @@ class TestDirectScrape(ExporterCase):
         cls.T_silent = FIX.t(FIX.silent.port)
         cls.T_nx = FIX.t(FIX.p_valid, FIX.NX_NAME)
         cls.T_good = FIX.t(FIX.p_sni, FIX.GOOD_NAME)
+        cls.T_refused = FIX.t(h.free_port())        # nobody listens there
         cfg = h.exporter_config(
             global_={"scrape_timeout": "10s",
                      "dns_servers": ["127.0.0.1:%d" % FIX.dns.port]},
             modules={"web": web_module(FIX.root.cert),
                      "slow": web_module(FIX.root.cert, timeout="2s")},
             targets=[("web", [cls.T_valid, cls.T_expired, cls.T_untrusted, cls.T_nx,
-                              cls.T_good]),
+                              cls.T_good, cls.T_refused]),
                      ("slow", [cls.T_silent])])
         cls.start_wall = time.time()
         cls.exp = cls.start_exporter(cfg)
         # one full scrape, shared by the read-only tests below
-        cls.m, cls.r = cls.exp.scrape(scrape_timeout=5)
+        cls._parsed = None
+        cls.r = cls.scrape_raw(cls.exp, scrape_timeout=5)
 
     # -- the exposition as a whole ------------------------------------------
     def test_promtool_check_metrics_is_silent(self):
@@ -283,6 +305,15 @@ class TestDirectScrape(ExporterCase):
         self.assertEqual(self.m.find("pki_cert_not_after_timestamp_seconds",
                                      target=self.T_silent), [])
 
+    def test_refused_port_fails_at_connect(self):
+        self.assertSuccess(self.m, "web", self.T_refused, 0.0)
+        fails = self.m.find("pki_probe_failure_info", target=self.T_refused)
+        self.assertEqual(len(fails), 1, fails)
+        self.assertEqual(fails[0][0]["stage"], "connect")
+        self.assertIn("refused", fails[0][0]["reason"])
+        self.assertValue(self.m, "pki_tls_handshake_success", 0.0, target=self.T_refused,
+                         address=self.T_refused)
+
     # -- DNS -------------------------------------------------------------------
     def test_unresolvable_name_fails_only_its_probe(self):
         self.assertSuccess(self.m, "web", self.T_nx, 0.0)
@@ -329,10 +360,16 @@ class TestDirectScrape(ExporterCase):
 
     def test_probe_unknown_target_is_403(self):
         for q in ("module=web&target=127.0.0.1:1",                       # not configured
-                  "module=slow&target=" + self.T_valid,                  # wrong module
-                  "module=nosuch&target=" + self.T_valid):               # unknown module
+                  "module=slow&target=" + self.T_valid):                 # wrong module
             r = self.exp.get("/probe?" + q)
             self.assertEqual(r.status, 403, "%s -> %d %s" % (q, r.status, r.text[:200]))
+
+    def test_probe_unknown_module_is_403(self):
+        # INTERFACE.md: "403 if (M,T) is not in the config"; an unknown module
+        # is such a pair (400 is only for missing params)
+        q = "module=nosuch&target=" + self.T_valid
+        r = self.exp.get("/probe?" + q)
+        self.assertEqual(r.status, 403, "%s -> %d %s" % (q, r.status, r.text[:200]))
 
     def test_probe_missing_params_is_400(self):
         for q in ("", "?module=web", "?target=" + self.T_valid):
@@ -594,7 +631,8 @@ class TestLabelEscaping(ExporterCase):
         cls.exp = cls.start_exporter(h.exporter_config(
             modules={"plain": {"prober": "tls", "timeout": "5s"}},
             targets=[("plain", [cls.T_escape, cls.T_newline])]))
-        cls.m, cls.r = cls.exp.scrape(scrape_timeout=5)
+        cls._parsed = None
+        cls.r = cls.scrape_raw(cls.exp, scrape_timeout=5)
 
     def test_promtool_accepts_exposition(self):
         rc, out = h.promtool_check_metrics(self.r.text)
