@@ -281,7 +281,8 @@ int expo_render(struct expo_set *set, struct buf *out)
 
 	if (set->err)
 		return set->err;
-	qsort(set->fams, set->nfam, sizeof(*set->fams), cmp_family);
+	if (set->nfam)
+		qsort(set->fams, set->nfam, sizeof(*set->fams), cmp_family);
 	for (size_t i = 0; i < set->nfam; i++) {
 		struct expo_family *f = &set->fams[i];
 

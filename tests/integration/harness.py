@@ -32,10 +32,8 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
