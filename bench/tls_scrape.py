@@ -731,7 +731,7 @@ def run_ours(args, d, targets, nginx_pids, rep):
         out["exit_code"] = rc
         out["exited_before_sigterm"] = already
         if not already and rc != 0:
-            log("note: pki_exporter exited with %s after SIGTERM (INTERFACE says graceful exit 0)" % rc)
+            log("note: pki_exporter exited with %s after SIGTERM (README: SIGTERM is a graceful exit 0)" % rc)
         errf.close()
     return out
 

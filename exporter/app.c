@@ -155,7 +155,9 @@ int app_reload(struct app *a, struct errbuf *eb)
 	pthread_mutex_lock(&a->reload_lock);
 	rc = config_load(a->config_file, &cfg, eb);
 	if (rc) {
+		pthread_mutex_lock(&a->lock);
 		a->last_reload_ok = false;
+		pthread_mutex_unlock(&a->lock);
 		pthread_mutex_unlock(&a->reload_lock);
 		return rc;
 	}

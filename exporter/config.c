@@ -550,14 +550,76 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 	return 0;
 }
 
+/* Open-addressing set of target indexes keyed by (module, name), used
+ * during one load so that duplicate detection stays linear with tens of
+ * thousands of targets. Slots hold index + 1; 0 is empty. */
+struct target_set {
+	size_t *slots;
+	size_t cap, n;
+};
+
+static size_t target_hash(const struct cfg_module *m, const char *name)
+{
+	uint64_t h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)m;
+
+	for (; *name; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+/* The slot where (m, name) is or would go. */
+static size_t *target_slot(const struct target_set *ts,
+			   const struct config *cfg,
+			   const struct cfg_module *m, const char *name)
+{
+	size_t i = target_hash(m, name) & (ts->cap - 1);
+
+	for (; ts->slots[i]; i = (i + 1) & (ts->cap - 1)) {
+		const struct cfg_target *t = &cfg->targets[ts->slots[i] - 1];
+
+		if (t->module == m && strcmp(t->name, name) == 0)
+			break;
+	}
+	return &ts->slots[i];
+}
+
+static int target_set_grow(struct target_set *ts, const struct config *cfg)
+{
+	struct target_set bigger;
+
+	if (2 * (ts->n + 1) <= ts->cap)
+		return 0;
+	bigger.cap = ts->cap ? 2 * ts->cap : 64;
+	bigger.n = ts->n;
+	bigger.slots = xcalloc(bigger.cap, sizeof(*bigger.slots));
+	if (!bigger.slots)
+		return -ENOMEM;
+	for (size_t k = 0; k < ts->cap; k++) {
+		const struct cfg_target *t;
+
+		if (!ts->slots[k])
+			continue;
+		t = &cfg->targets[ts->slots[k] - 1];
+		*target_slot(&bigger, cfg, t->module, t->name) = ts->slots[k];
+	}
+	xfree(ts->slots);
+	*ts = bigger;
+	return 0;
+}
+
 static int add_target(struct config *cfg, size_t *cap,
-		      const struct cfg_module *m, const char *name,
-		      const struct cfg_node *at, struct errbuf *eb)
+		      struct target_set *seen, const struct cfg_module *m,
+		      const char *name, const struct cfg_node *at,
+		      struct errbuf *eb)
 {
 	struct cfg_target *t;
+	size_t *slot;
 	char err[256] = "";
 
-	if (config_target(cfg, m->name, name)) {
+	if (target_set_grow(seen, cfg))
+		return -ENOMEM;
+	slot = target_slot(seen, cfg, m, name);
+	if (*slot) {
 		errbuf_add(eb, at, "target '%s' is listed twice for module '%s'",
 			   name, m->name);
 		return -EINVAL;
@@ -578,13 +640,17 @@ static int add_target(struct config *cfg, size_t *cap,
 		return -ENOMEM;
 	}
 	cfg->ntargets++;
+	*slot = cfg->ntargets;
+	seen->n++;
 	return 0;
 }
 
 static int parse_targets(const struct cfg_node *n, struct config *cfg,
 			 struct errbuf *eb)
 {
+	struct target_set seen = {0};
 	size_t cap = 0;
+	int rc = 0;
 
 	if (!cfg_is_seq(n)) {
 		errbuf_add(eb, n, "targets: expected a list of {module, targets}");
@@ -640,11 +706,16 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 				errbuf_add(eb, &item, "target must be a non-empty string");
 				continue;
 			}
-			if (m && add_target(cfg, &cap, m, s, &item, eb) == -ENOMEM)
-				return -ENOMEM;
+			if (m && add_target(cfg, &cap, &seen, m, s, &item, eb) ==
+					 -ENOMEM) {
+				rc = -ENOMEM;
+				goto out;
+			}
 		}
 	}
-	return 0;
+out:
+	xfree(seen.slots);
+	return rc;
 }
 
 static char *read_file(const char *path, size_t *len, struct errbuf *eb)

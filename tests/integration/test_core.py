@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Integration tests of the pki_exporter core (issue #2), against docs/INTERFACE.md.
+"""Integration tests of the pki_exporter core (issue #2), against README.md and docs/metrics.md.
 
 Run:  PKI_EXPORTER=build/pki_exporter python3 tests/integration/test_core.py
       (skips, with a message, when PKI_EXPORTER is unset)
@@ -364,12 +364,13 @@ class TestDirectScrape(ExporterCase):
             r = self.exp.get("/probe?" + q)
             self.assertEqual(r.status, 403, "%s -> %d %s" % (q, r.status, r.text[:200]))
 
-    def test_probe_unknown_module_is_403(self):
-        # INTERFACE.md: "403 if (M,T) is not in the config"; an unknown module
-        # is such a pair (400 is only for missing params)
+    def test_probe_unknown_module_is_400(self):
+        # an unknown module is a bad request (as in blackbox_exporter); a
+        # known module with a target it does not list is 403
         q = "module=nosuch&target=" + self.T_valid
         r = self.exp.get("/probe?" + q)
-        self.assertEqual(r.status, 403, "%s -> %d %s" % (q, r.status, r.text[:200]))
+        self.assertEqual(r.status, 400, "%s -> %d %s" % (q, r.status, r.text[:200]))
+        self.assertIn("unknown module", r.text)
 
     def test_probe_missing_params_is_400(self):
         for q in ("", "?module=web", "?target=" + self.T_valid):
