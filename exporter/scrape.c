@@ -1,7 +1,10 @@
 #include "scrape.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "loop.h"
@@ -10,6 +13,8 @@
 #include "xalloc.h"
 
 #define SCRAPE_MAX_RESOLVERS 16
+#define SCRAPE_MAX_SHARDS 8
+#define SCRAPE_MIN_PER_SHARD 16	/* targets that make a thread worth it */
 
 struct resolver {
 	char *servers;	/* NULL = system */
@@ -236,40 +241,55 @@ static void fill(struct scrape *s)
 		run_start(s, &s->runs[s->next++]);
 }
 
-int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
-	       int64_t deadline, struct expo_set *out,
-	       struct scrape_stats *stats)
+/* One shard of a scrape: its own loop, resolvers and sample set, run on
+ * one thread. */
+struct shard {
+	pthread_t thread;
+	bool threaded;	/* thread was started */
+	const struct config *cfg;
+	const size_t *targets;	/* every `stride`-th from `first` */
+	size_t first, stride, n;
+	int64_t deadline;
+	unsigned concurrency;
+	struct expo_set out;
+	struct scrape_stats stats;
+	int rc;
+};
+
+static void *shard_main(void *arg)
 {
+	struct shard *sh = arg;
 	struct scrape s;
 	int64_t t0 = loop_now();
 	int rc;
 
 	memset(&s, 0, sizeof(s));
-	memset(stats, 0, sizeof(*stats));
-	rc = loop_init(&s.loop);
-	if (rc)
-		return rc;
-	s.cfg = cfg;
+	sh->rc = loop_init(&s.loop);
+	if (sh->rc)
+		return NULL;
+	s.cfg = sh->cfg;
 	s.t0 = t0;
-	s.out = out;
-	s.deadline = deadline;
-	s.concurrency = cfg->global.concurrency;
-	s.stats = stats;
-	s.nruns = n;
-	s.runs = xcalloc(n ? n : 1, sizeof(*s.runs));
+	s.out = &sh->out;
+	s.deadline = sh->deadline;
+	s.concurrency = sh->concurrency;
+	s.stats = &sh->stats;
+	s.nruns = sh->n;
+	s.runs = xcalloc(sh->n ? sh->n : 1, sizeof(*s.runs));
 	if (!s.runs) {
 		loop_cleanup(&s.loop);
-		return -ENOMEM;
+		sh->rc = -ENOMEM;
+		return NULL;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < sh->n; i++) {
 		struct probe_run *run = &s.runs[i];
+		size_t t = sh->targets[sh->first + i * sh->stride];
 
 		run->loop = &s.loop;
-		run->out = out;
-		run->config = cfg;
-		run->target = &cfg->targets[targets[i]];
+		run->out = s.out;
+		run->config = sh->cfg;
+		run->target = &sh->cfg->targets[t];
 		run->module = run->target->module;
-		run->order = (uint32_t)targets[i];
+		run->order = (uint32_t)t;
 		run->scrape = &s;
 		loop_timer_init(&run->timer, run_on_timer, run);
 	}
@@ -292,12 +312,12 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 		if (run->done)
 			continue;
 		if (run->start) {
-			stats->cancelled++;
+			sh->stats.cancelled++;
 			run->module->ops->cancel(run, PROBE_FAIL_DEADLINE);
 			if (!run->done)
 				probe_done(run, PROBE_FAIL_DEADLINE);
 		} else {
-			stats->queued_out++;
+			sh->stats.queued_out++;
 			probe_done(run, PROBE_FAIL_DEADLINE);
 		}
 	}
@@ -308,8 +328,93 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 	}
 	xfree(s.runs);
 	loop_cleanup(&s.loop);
+	sh->stats.duration = loop_seconds(loop_now() - t0);
+	return NULL;
+}
+
+static void stats_add(struct scrape_stats *dst, const struct scrape_stats *src)
+{
+	dst->started += src->started;
+	dst->finished += src->finished;
+	dst->cancelled += src->cancelled;
+	dst->queued_out += src->queued_out;
+	for (size_t k = 0; k < src->nkinds; k++) {
+		size_t i;
+
+		for (i = 0; i < dst->nkinds; i++)
+			if (strcmp(dst->kinds[i].probe, src->kinds[k].probe) == 0)
+				break;
+		if (i == dst->nkinds) {
+			if (i == SCRAPE_MAX_KINDS)
+				continue;
+			dst->kinds[dst->nkinds++] = src->kinds[k];
+		} else if (src->kinds[k].seconds > dst->kinds[i].seconds) {
+			dst->kinds[i].seconds = src->kinds[k].seconds;
+		}
+	}
+}
+
+/* How many threads a scrape of n targets uses: handshakes are CPU-bound,
+ * so one event loop per core, but small scrapes stay on the caller's
+ * thread where a thread start would cost more than it saves. */
+static size_t shard_count(size_t n, unsigned concurrency)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t w = cpus > 0 ? (size_t)cpus : 1;
+
+	if (w > SCRAPE_MAX_SHARDS)
+		w = SCRAPE_MAX_SHARDS;
+	if (w > n / SCRAPE_MIN_PER_SHARD)
+		w = n / SCRAPE_MIN_PER_SHARD;
+	if (w > concurrency)
+		w = concurrency;
+	return w ? w : 1;
+}
+
+int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
+	       int64_t deadline, struct expo_set *out,
+	       struct scrape_stats *stats)
+{
+	struct shard sh[SCRAPE_MAX_SHARDS];
+	size_t w = shard_count(n, cfg->global.concurrency);
+	int64_t t0 = loop_now();
+	int rc = 0;
+
+	memset(stats, 0, sizeof(*stats));
+	memset(sh, 0, sizeof(sh));
+	for (size_t i = 0; i < w; i++) {
+		sh[i].cfg = cfg;
+		sh[i].targets = targets;
+		sh[i].first = i;
+		sh[i].stride = w;
+		sh[i].n = n > i ? (n - i + w - 1) / w : 0;
+		sh[i].deadline = deadline;
+		/* the cap is global to the scrape: split it */
+		sh[i].concurrency = (unsigned)((cfg->global.concurrency + w - 1 - i) / w);
+		expo_set_init(&sh[i].out, out->max_bytes);
+	}
+	for (size_t i = 1; i < w; i++) {
+		/* if no thread can be had, the shard runs here afterwards */
+		sh[i].threaded = pthread_create(&sh[i].thread, NULL, shard_main,
+						&sh[i]) == 0;
+	}
+	shard_main(&sh[0]);
+	for (size_t i = 1; i < w; i++) {
+		if (sh[i].threaded)
+			pthread_join(sh[i].thread, NULL);
+		else
+			shard_main(&sh[i]);
+	}
+	for (size_t i = 0; i < w; i++) {
+		if (sh[i].rc && !rc)
+			rc = sh[i].rc;
+		stats_add(stats, &sh[i].stats);
+		if (expo_merge(out, &sh[i].out) && !rc)
+			rc = out->err;
+		expo_set_cleanup(&sh[i].out);
+	}
 	stats->duration = loop_seconds(loop_now() - t0);
-	return 0;
+	return rc;
 }
 
 void scrape_stats_emit(const struct scrape_stats *st, struct expo_set *out)
