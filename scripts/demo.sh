@@ -42,20 +42,19 @@ EXT
 		ossl x509 -req -in "$DEMO/$name.csr" -CA "$DEMO/int.pem" -CAkey "$DEMO/int.key" \
 			-CAcreateserial -days "$days" -extfile "$DEMO/ext.cnf" -extensions leaf \
 			-out "$DEMO/$name.crt"
-		cat "$DEMO/$name.crt" "$DEMO/int.pem" >"$DEMO/$name-chain.pem"
 	done
 	ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 		-keyout "$DEMO/self.key" -out "$DEMO/self.pem" -days 90 \
 		-subj "/CN=selfsigned.localhost"
 fi
 
-serve() { # port cert key
-	openssl s_server -accept "127.0.0.1:$1" -cert "$2" -key "$3" -www -quiet \
-		</dev/null >/dev/null 2>&1 &
+serve() { # port cert key [chain]
+	openssl s_server -accept "127.0.0.1:$1" -cert "$2" -key "$3" \
+		${4:+-cert_chain "$4"} -www -quiet </dev/null >/dev/null 2>&1 &
 	PIDS="$PIDS $!"
 }
-serve 9443 "$DEMO/good-chain.pem" "$DEMO/good.key"
-serve 9444 "$DEMO/soon-chain.pem" "$DEMO/soon.key"
+serve 9443 "$DEMO/good.crt" "$DEMO/good.key" "$DEMO/int.pem"
+serve 9444 "$DEMO/soon.crt" "$DEMO/soon.key" "$DEMO/int.pem"
 serve 9445 "$DEMO/self.pem" "$DEMO/self.key"
 
 echo "demo endpoints on 127.0.0.1:9443-9445; exporter on http://localhost:9879/metrics"
