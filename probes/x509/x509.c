@@ -181,6 +181,89 @@ static char *sans_join(X509 *x)
 	return buf_steal(&b, NULL);
 }
 
+bool x509_sig_alg_weak(const char *a)
+{
+	/* names as OpenSSL prints them: md5WithRSAEncryption, sha1WithRSA,
+	 * ecdsa-with-SHA1, dsaWithSHA1, md2WithRSAEncryption, ... */
+	return strncmp(a, "md2", 3) == 0 || strncmp(a, "md4", 3) == 0 ||
+	       strncmp(a, "md5", 3) == 0 || strncmp(a, "sha1", 4) == 0 ||
+	       strcmp(a, "ecdsa-with-SHA1") == 0 ||
+	       strcmp(a, "dsaWithSHA1") == 0 ||
+	       strcmp(a, "shaWithRSAEncryption") == 0;
+}
+
+/* Append each URI general name of `names` to b, space-separated. */
+static void put_uris(struct buf *b, const GENERAL_NAMES *names)
+{
+	for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		const ASN1_STRING *u;
+
+		if (g->type != GEN_URI)
+			continue;
+		u = g->d.uniformResourceIdentifier;
+		if (b->len)
+			buf_putc(b, ' ');
+		/* a space inside a URI would split it: encode it, as a
+		 * client fetching it would */
+		for (int k = 0; k < ASN1_STRING_length(u); k++) {
+			unsigned char c = ASN1_STRING_get0_data(u)[k];
+
+			if (c <= ' ' || c >= 0x7f)
+				buf_printf(b, "%%%02X", c);
+			else
+				buf_putc(b, (char)c);
+		}
+	}
+}
+
+static char *cdp_uris(X509 *x)
+{
+	STACK_OF(DIST_POINT) *dps =
+		X509_get_ext_d2i(x, NID_crl_distribution_points, NULL, NULL);
+	struct buf b;
+
+	buf_init(&b, 16384);
+	for (int i = 0; i < sk_DIST_POINT_num(dps); i++) {
+		const DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
+
+		if (dp->distpoint && dp->distpoint->type == 0)
+			put_uris(&b, dp->distpoint->name.fullname);
+	}
+	CRL_DIST_POINTS_free(dps);
+	return b.err ? NULL : buf_steal(&b, NULL);
+}
+
+static int aia_uris(X509 *x, char **ocsp, char **issuers)
+{
+	AUTHORITY_INFO_ACCESS *aia =
+		X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
+	struct buf bo, bi;
+
+	buf_init(&bo, 16384);
+	buf_init(&bi, 16384);
+	for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
+		ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
+		int nid = OBJ_obj2nid(ad->method);
+		GENERAL_NAMES *one = sk_GENERAL_NAME_new_null();
+
+		if (!one)
+			continue;
+		sk_GENERAL_NAME_push(one, ad->location);
+		if (nid == NID_ad_OCSP)
+			put_uris(&bo, one);
+		else if (nid == NID_ad_ca_issuers)
+			put_uris(&bi, one);
+		sk_GENERAL_NAME_free(one);	/* not the names: aia owns */
+	}
+	AUTHORITY_INFO_ACCESS_free(aia);
+	*ocsp = bo.err ? NULL : buf_steal(&bo, NULL);
+	*issuers = bi.err ? NULL : buf_steal(&bi, NULL);
+	buf_cleanup(&bo);
+	buf_cleanup(&bi);
+	return *ocsp && *issuers ? 0 : -ENOMEM;
+}
+
 int x509_facts_init(struct x509_facts *f, X509 *x)
 {
 	const X509_ALGOR *alg = NULL;
@@ -216,14 +299,36 @@ int x509_facts_init(struct x509_facts *f, X509 *x)
 	f->is_ca = X509_check_ca(x) != 0;
 	f->self_signed = X509_self_signed(x, 0) == 1;
 
+	f->weak_signature = x509_sig_alg_weak(f->sig_alg);
+	if ((strcmp(f->key_type, "RSA") == 0 || strcmp(f->key_type, "DSA") == 0)
+		    ? f->key_bits < 2048
+		    : strcmp(f->key_type, "EC") == 0 && f->key_bits < 224)
+		f->weak_key = true;
+
+	f->has_eku = (X509_get_extension_flags(x) & EXFLAG_XKUSAGE) != 0;
+	{
+		uint32_t xku = X509_get_extended_key_usage(x);
+
+		/* X509_get_extended_key_usage: all bits set without EKU,
+		 * XKU_ANYEKU included with anyExtendedKeyUsage */
+		f->server_auth = (xku & (XKU_SSL_SERVER | XKU_ANYEKU)) != 0;
+		f->client_auth = (xku & (XKU_SSL_CLIENT | XKU_ANYEKU)) != 0;
+	}
+
 	f->sans = sans_join(x);
-	if (!f->sans)
+	f->cdp = cdp_uris(x);
+	if (!f->sans || !f->cdp || aia_uris(x, &f->ocsp, &f->ca_issuers)) {
+		x509_facts_cleanup(f);
 		return -ENOMEM;
+	}
 	return 0;
 }
 
 void x509_facts_cleanup(struct x509_facts *f)
 {
 	xfree(f->sans);
-	f->sans = NULL;
+	xfree(f->cdp);
+	xfree(f->ocsp);
+	xfree(f->ca_issuers);
+	f->sans = f->cdp = f->ocsp = f->ca_issuers = NULL;
 }

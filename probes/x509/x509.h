@@ -25,6 +25,16 @@ struct x509_facts {
 				   after a successful init */
 	bool self_signed;	/* subject == issuer and the key verifies */
 	bool is_ca;
+	bool weak_signature;	/* MD5, MD4, MD2 or SHA-1 based signature */
+	bool weak_key;		/* RSA/DSA under 2048 bits, EC under 224 */
+	bool has_eku;		/* an extendedKeyUsage extension is present */
+	bool server_auth;	/* usable for TLS servers: EKU serverAuth or
+				   anyExtendedKeyUsage, or no EKU at all */
+	bool client_auth;
+	char *cdp;		/* CRL distribution point URIs, space-separated;
+				   owned, "" when none */
+	char *ocsp;		/* AIA OCSP URIs, space-separated, owned */
+	char *ca_issuers;	/* AIA caIssuers URIs, space-separated, owned */
 };
 
 /* Fill `f` from `x`. Returns 0 or -ENOMEM; on error nothing is owned. */
@@ -33,6 +43,9 @@ void x509_facts_cleanup(struct x509_facts *f);
 
 /* ASN1_TIME to Unix seconds; -EINVAL when unparsable. */
 int x509_time_to_unix(const ASN1_TIME *t, int64_t *out);
+
+/* Does the signature algorithm name denote a weak hash? */
+bool x509_sig_alg_weak(const char *sig_alg);
 
 /* The first CN of a name as UTF-8 ("" if none). */
 void x509_name_cn(const X509_NAME *name, char *dst, size_t len);

@@ -184,6 +184,47 @@ static void test_generated_chain(void **state)
 	free(leaf);
 }
 
+/* EKU and key-size flags on generated certificates. */
+static void test_eku_and_weak_key(void **state)
+{
+	char *pem = xasprintf("%s/eku.pem", dir);
+	struct x509_facts f;
+	X509 *x;
+
+	(void)state;
+	free(run("openssl req -x509 -newkey rsa:1024 -nodes -keyout %s/eku.key "
+		 "-out %s -days 1 -subj /CN=client-only -sha1 "
+		 "-addext extendedKeyUsage=clientAuth "
+		 "-addext 'crlDistributionPoints=URI:http://pki.test/CertEnroll/Issuing CA1.crl,URI:ldap:///CN=Issuing%%20CA1?certificateRevocationList' "
+		 "2>/dev/null && echo ok", dir, pem));
+	x = load_pem(pem);
+	assert_int_equal(x509_facts_init(&f, x), 0);
+	assert_true(f.has_eku);
+	assert_false(f.server_auth);
+	assert_true(f.client_auth);
+	assert_true(f.weak_key);
+	assert_true(f.weak_signature);
+	assert_string_equal(f.sig_alg, "sha1WithRSAEncryption");
+	/* the space AD CS puts in CA names is encoded, so URIs stay
+	 * space-separated */
+	assert_string_equal(f.cdp, "http://pki.test/CertEnroll/Issuing%20CA1.crl "
+				   "ldap:///CN=Issuing%20CA1?certificateRevocationList");
+	x509_facts_cleanup(&f);
+	X509_free(x);
+
+	/* no EKU at all: usable for anything, as TLS stacks treat it */
+	pem = (free(pem), xasprintf("%s/rsa.pem", dir));
+	x = load_pem(pem);
+	assert_int_equal(x509_facts_init(&f, x), 0);
+	assert_false(f.has_eku);
+	assert_true(f.server_auth);
+	assert_false(f.weak_key);
+	assert_false(f.weak_signature);
+	x509_facts_cleanup(&f);
+	X509_free(x);
+	free(pem);
+}
+
 /* Thousands of SANs stay one bounded label with a count of the rest. */
 static void test_many_sans(void **state)
 {
@@ -225,15 +266,19 @@ static void test_corpus_weak(void **state)
 		const char *file, *cn, *issuer_cn, *sig;
 		int64_t nb, na;	/* Unix seconds */
 		bool ca;
-		const char *sans;
+		const char *sans, *cdp, *ocsp, *issuers;
 	} cases[] = {
 		{"certs/weak/globalsign-primary-class2-md5.pem",
 		 "GlobalSign Primary Class 2 CA", "GlobalSign Root CA",
-		 "md5WithRSAEncryption", 917524800, 1233144000, true, ""},
+		 "md5WithRSAEncryption", 917524800, 1233144000, true, "", "", "",
+		 ""},
 		{"certs/weak/rapidssl-leaf-sha1.pem",
 		 "remote.ozrvsupplies.com.au", "RapidSSL CA",
 		 "sha1WithRSAEncryption", 1404148375, 1533174673, false,
-		 "DNS:remote.ozrvsupplies.com.au"},
+		 "DNS:remote.ozrvsupplies.com.au",
+		 "http://rapidssl-crl.geotrust.com/crls/rapidssl.crl",
+		 "http://rapidssl-ocsp.geotrust.com",
+		 "http://rapidssl-aia.geotrust.com/rapidssl.crt"},
 	};
 	const char *corpus = getenv("PKI_CORPUS");
 
@@ -258,6 +303,10 @@ static void test_corpus_weak(void **state)
 		assert_int_equal(f.not_after, cases[i].na);
 		assert_int_equal(f.is_ca, cases[i].ca);
 		assert_string_equal(f.sans, cases[i].sans);
+		assert_true(f.weak_signature);
+		assert_string_equal(f.cdp, cases[i].cdp);
+		assert_string_equal(f.ocsp, cases[i].ocsp);
+		assert_string_equal(f.ca_issuers, cases[i].issuers);
 		x509_facts_cleanup(&f);
 		X509_free(x);
 		free(path);
@@ -289,6 +338,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_generated_rsa),
 		cmocka_unit_test(test_generated_chain),
+		cmocka_unit_test(test_eku_and_weak_key),
 		cmocka_unit_test(test_many_sans),
 		cmocka_unit_test(test_corpus_weak),
 		cmocka_unit_test(test_alloc_failures),
