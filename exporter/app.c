@@ -38,6 +38,11 @@ static const struct metric_desc M_RELOAD_TS = {
 static const struct metric_desc M_TARGETS = {
 	"pki_exporter_targets",
 	"Number of configured targets per module.", METRIC_GAUGE};
+static const struct metric_desc M_TFILE = {
+	"pki_exporter_targets_file_rows",
+	"Rows of each targets_file at the last load: taken as targets, or "
+	"skipped as malformed (see the log for line numbers).",
+	METRIC_GAUGE};
 static const struct metric_desc M_CPU = {
 	"process_cpu_seconds_total",
 	"Total user and system CPU time spent in seconds.", METRIC_COUNTER};
@@ -171,6 +176,8 @@ int app_reload(struct app *a, struct errbuf *eb)
 	pthread_mutex_unlock(&a->reload_lock);
 	log_info("config", "loaded %s: %zu modules, %zu targets",
 		 a->config_file, cfg->nmodules, cfg->ntargets);
+	if (cfg->warnings)
+		log_warn("config", "skipped:\n%s", cfg->warnings);
 	return 0;
 }
 
@@ -244,6 +251,16 @@ void app_emit_self(struct app *a, struct expo_set *out)
 				n += cfg->targets[t].module == &cfg->modules[m];
 			expo_add(out, &M_TARGETS, 0, (double)n, "module",
 				 cfg->modules[m].name, NULL);
+		}
+		for (size_t i = 0; i < cfg->ntfiles; i++) {
+			const struct cfg_targets_file *tf = &cfg->tfiles[i];
+			const char *mod = tf->module ? tf->module->name : "";
+
+			expo_add(out, &M_TFILE, 0, tf->rows, "file", tf->path,
+				 "module", mod, "status", "ok", NULL);
+			expo_add(out, &M_TFILE, 0, tf->skipped, "file",
+				 tf->path, "module", mod, "status", "skipped",
+				 NULL);
 		}
 		app_put(a, cfg);
 	}

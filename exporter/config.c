@@ -11,6 +11,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "csv.h"
 #include "probes/probe.h"
 #include "xalloc.h"
 
@@ -645,6 +646,88 @@ static int add_target(struct config *cfg, size_t *cap,
 	return 0;
 }
 
+/* A CSV partner list (exporter/csv.h) as targets of module m. Malformed
+ * rows are skipped and noted in cfg->warnings, never fatal: a spreadsheet
+ * typo must not take the whole configuration down. */
+static int load_targets_file(struct config *cfg, size_t *cap,
+			     struct target_set *seen,
+			     const struct cfg_module *m,
+			     const struct cfg_node *at, struct errbuf *eb)
+{
+	struct cfg_targets_file *tf;
+	struct partner_row *rows = NULL;
+	struct buf skipped;
+	size_t n = 0, ntf = cfg->ntfiles;
+	unsigned nskipped = 0;
+	char *path = NULL;
+	int rc;
+
+	if (cfg_get_path(at, cfg, eb, &path))
+		return -EINVAL;
+	buf_init(&skipped, 64 * 1024);
+	rc = partners_load(path, &rows, &n, &skipped, &nskipped);
+	if (rc) {
+		if (skipped.len && skipped.data[skipped.len - 1] == '\n')
+			skipped.data[--skipped.len] = '\0';
+		errbuf_add(eb, at, "targets_file: %s",
+			   skipped.len ? skipped.data : "cannot read");
+		buf_cleanup(&skipped);
+		xfree(path);
+		return rc == -ENOMEM ? rc : -EINVAL;
+	}
+	if (xgrow((void **)&cfg->tfiles, &ntf, cfg->ntfiles + 1,
+		  sizeof(*cfg->tfiles))) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	tf = &cfg->tfiles[cfg->ntfiles++];
+	memset(tf, 0, sizeof(*tf));
+	tf->path = path;
+	path = NULL;
+	tf->module = m;
+	tf->skipped = nskipped;
+	for (size_t i = 0; m && i < n; i++) {
+		struct errbuf rowerr;
+
+		/* a row that is not a valid target (or a duplicate) is
+		 * skipped like a malformed one */
+		errbuf_init(&rowerr, NULL);
+		rc = add_target(cfg, cap, seen, m, rows[i].target, NULL,
+				&rowerr);
+		if (rc == -ENOMEM) {
+			errbuf_cleanup(&rowerr);
+			goto out;
+		}
+		if (rc) {
+			/* rowerr has no file or position ("-: reason\n"):
+			 * put the CSV's own in front */
+			buf_printf(&skipped, "%s:%u: %s", tf->path,
+				   rows[i].line, errbuf_str(&rowerr) + 3);
+			tf->skipped++;
+		} else {
+			tf->rows++;
+		}
+		errbuf_cleanup(&rowerr);
+	}
+	rc = 0;
+	if (skipped.len) {
+		char *w = xasprintf("%s%s", cfg->warnings ? cfg->warnings : "",
+				    skipped.data);
+
+		if (!w) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		xfree(cfg->warnings);
+		cfg->warnings = w;
+	}
+out:
+	buf_cleanup(&skipped);
+	partner_rows_free(rows, n);
+	xfree(path);
+	return rc;
+}
+
 static int parse_targets(const struct cfg_node *n, struct config *cfg,
 			 struct errbuf *eb)
 {
@@ -657,7 +740,7 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < cfg_len(n); i++) {
-		struct cfg_node g, tl = {0};
+		struct cfg_node g, tl = {0}, tf = {0};
 		const struct cfg_module *m = NULL;
 		bool have_module = false;
 
@@ -681,6 +764,8 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 						   s ? s : "");
 			} else if (strcmp(p.key, "targets") == 0) {
 				tl = p.vnode;
+			} else if (strcmp(p.key, "targets_file") == 0) {
+				tf = p.vnode;
 			} else {
 				errbuf_add(eb, &p.knode,
 					   "targets: unknown key '%s'", p.key);
@@ -688,8 +773,16 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 		}
 		if (!have_module)
 			errbuf_add(eb, &g, "targets: entry has no 'module'");
+		if (tf.node) {
+			rc = load_targets_file(cfg, &cap, &seen, m, &tf, eb);
+			if (rc == -ENOMEM)
+				goto out;
+			rc = 0;
+		}
 		if (!tl.node) {
-			errbuf_add(eb, &g, "targets: entry has no 'targets' list");
+			if (!tf.node)
+				errbuf_add(eb, &g, "targets: entry has neither "
+						   "'targets' nor 'targets_file'");
 			continue;
 		}
 		if (!cfg_is_seq(&tl)) {
@@ -907,6 +1000,10 @@ void config_free(struct config *cfg)
 		xfree(cfg->modules[i].name);
 	}
 	xfree(cfg->modules);
+	for (size_t i = 0; i < cfg->ntfiles; i++)
+		xfree(cfg->tfiles[i].path);
+	xfree(cfg->tfiles);
+	xfree(cfg->warnings);
 	cfg_strings_free(cfg->global.dns_servers, cfg->global.ndns);
 	xfree(cfg->global.dns_csv);
 	xfree(cfg->global.proxy);

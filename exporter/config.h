@@ -88,8 +88,20 @@ struct cfg_target {
 	void *tcfg;		/* owned, freed by ops->target_free */
 };
 
+/* A targets_file: after a (re)load, how many rows it gave. */
+struct cfg_targets_file {
+	char *path;
+	const struct cfg_module *module;
+	unsigned rows;		/* targets taken */
+	unsigned skipped;	/* malformed rows left out */
+};
+
 struct config {
 	int refs;		/* guarded by the holder's lock */
+	char *warnings;		/* non-fatal problems ("file:line: why\n"),
+				   e.g. skipped CSV rows; owned, may be NULL */
+	struct cfg_targets_file *tfiles;
+	size_t ntfiles;
 	char *file;
 	char *dir;		/* directory of file, for relative paths */
 	struct cfg_global global;

@@ -170,6 +170,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: %u error%s\n", fl.config_file,
 				eb.count, eb.count == 1 ? "" : "s");
 		} else {
+			if (cfg->warnings)
+				fprintf(stderr, "warning: %s", cfg->warnings);
 			printf("%s: OK, %zu modules, %zu targets\n",
 			       fl.config_file, cfg->nmodules, cfg->ntargets);
 		}

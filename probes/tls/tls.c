@@ -22,6 +22,7 @@
 #include "exporter/xalloc.h"
 #include "probes/dns/dns.h"
 #include "probes/x509/x509.h"
+#include "probes/x509/x509_metrics.h"
 
 #define TLS_ADDR_MAX 16		/* addresses probed per target */
 
@@ -79,17 +80,6 @@ static const struct metric_desc M_HANDSHAKE = {
 static const struct metric_desc M_VERSION = {
 	"pki_tls_version_info",
 	"Negotiated TLS version and cipher suite, value 1.", METRIC_GAUGE};
-static const struct metric_desc M_NOT_AFTER = {
-	"pki_cert_not_after_timestamp_seconds",
-	"Certificate notAfter as Unix time, for every certificate the server "
-	"sent (position 0 = leaf).",
-	METRIC_GAUGE};
-static const struct metric_desc M_NOT_BEFORE = {
-	"pki_cert_not_before_timestamp_seconds",
-	"Certificate notBefore as Unix time.", METRIC_GAUGE};
-static const struct metric_desc M_CERT_INFO = {
-	"pki_cert_info",
-	"Facts about a certificate the server sent, value 1.", METRIC_GAUGE};
 static const struct metric_desc M_VERIFIED = {
 	"pki_tls_chain_verified",
 	"Whether the chain the server sent verifies against the module's trust "
@@ -696,36 +686,6 @@ static int tls_start(struct probe_run *run)
 	return dns_resolve(d, t->host, m->family, on_resolved, p, &p->q);
 }
 
-static void emit_cert(struct probe_run *run, const struct tls_conn *c,
-		      int pos, X509 *x)
-{
-	struct x509_facts f;
-	char posbuf[16], bits[16];
-	const char *mod = probe_module_name(run), *tgt = probe_target_name(run);
-
-	if (x509_facts_init(&f, x))
-		return;
-	snprintf(posbuf, sizeof(posbuf), "%d", pos);
-	snprintf(bits, sizeof(bits), "%d", f.key_bits);
-	if (f.dates_ok) {
-		expo_add(run->out, &M_NOT_AFTER, run->order, (double)f.not_after,
-			 "module", mod, "target", tgt, "address", c->address,
-			 "position", posbuf, "subject_cn", f.subject_cn,
-			 "issuer_cn", f.issuer_cn, "serial", f.serial, NULL);
-		expo_add(run->out, &M_NOT_BEFORE, run->order,
-			 (double)f.not_before, "module", mod, "target", tgt,
-			 "address", c->address, "position", posbuf,
-			 "subject_cn", f.subject_cn, "issuer_cn", f.issuer_cn,
-			 "serial", f.serial, NULL);
-	}
-	expo_add(run->out, &M_CERT_INFO, run->order, 1, "module", mod, "target",
-		 tgt, "address", c->address, "position", posbuf, "subject_cn",
-		 f.subject_cn, "issuer_cn", f.issuer_cn, "serial", f.serial,
-		 "sig_alg", f.sig_alg, "key_type", f.key_type, "key_bits", bits,
-		 "sha1", f.sha1, "sha256", f.sha256, "sans", f.sans, NULL);
-	x509_facts_cleanup(&f);
-}
-
 static void emit_conn(struct probe_run *run, const struct tls_conn *c)
 {
 	const char *mod = probe_module_name(run), *tgt = probe_target_name(run);
@@ -745,7 +705,8 @@ static void emit_conn(struct probe_run *run, const struct tls_conn *c)
 	if (!c->sent)
 		return;
 	for (int i = 0; i < sk_X509_num(c->sent); i++)
-		emit_cert(run, c, i, sk_X509_value(c->sent, i));
+		x509_emit_cert(run->out, run->order, mod, tgt, c->address, i,
+			       sk_X509_value(c->sent, i));
 	snprintf(code, sizeof(code), "%ld", c->verify);
 	expo_add(run->out, &M_VERIFIED, run->order, c->verify == X509_V_OK,
 		 "module", mod, "target", tgt, "address", c->address, NULL);
