@@ -70,6 +70,8 @@ const char *probe_stage_str(enum probe_stage s)
 		return "resolve";
 	case PROBE_STAGE_CONNECT:
 		return "connect";
+	case PROBE_STAGE_STARTTLS:
+		return "starttls";
 	case PROBE_STAGE_HANDSHAKE:
 		return "handshake";
 	case PROBE_STAGE_DONE:
@@ -92,9 +94,13 @@ const char *probe_fail_str(enum probe_fail f)
 		[PROBE_FAIL_CONNECT] = "connect_error",
 		[PROBE_FAIL_RESET] = "connection_reset",
 		[PROBE_FAIL_EOF] = "closed_by_peer",
+		[PROBE_FAIL_STARTTLS] = "starttls_failed",
 		[PROBE_FAIL_TLS_ALERT] = "tls_alert",
 		[PROBE_FAIL_TLS] = "tls_error",
 		[PROBE_FAIL_INTERNAL] = "internal_error",
+		[PROBE_FAIL_NOT_FOUND] = "not_found",
+		[PROBE_FAIL_PERMISSION] = "permission_denied",
+		[PROBE_FAIL_FILE] = "file_error",
 	};
 
 	if (f < 0 || f >= PROBE_FAIL__COUNT || !names[f])

@@ -24,6 +24,7 @@ enum probe_stage {
 	PROBE_STAGE_QUEUED = 0,
 	PROBE_STAGE_RESOLVE,
 	PROBE_STAGE_CONNECT,
+	PROBE_STAGE_STARTTLS,
 	PROBE_STAGE_HANDSHAKE,
 	PROBE_STAGE_DONE,
 };
@@ -41,9 +42,13 @@ enum probe_fail {
 	PROBE_FAIL_CONNECT,
 	PROBE_FAIL_RESET,
 	PROBE_FAIL_EOF,		/* peer closed during the handshake */
+	PROBE_FAIL_STARTTLS,	/* the plaintext upgrade failed */
 	PROBE_FAIL_TLS_ALERT,
 	PROBE_FAIL_TLS,
 	PROBE_FAIL_INTERNAL,
+	PROBE_FAIL_NOT_FOUND,	/* store/file: no such path, glob matched nothing */
+	PROBE_FAIL_PERMISSION,	/* store/file: the path cannot be opened */
+	PROBE_FAIL_FILE,	/* store/file: a file could not be read or parsed */
 	PROBE_FAIL__COUNT,
 };
 

@@ -2,6 +2,7 @@
 
 #include <ares.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -26,6 +27,7 @@ struct dns {
 
 struct dns_query {
 	dns_cb cb;
+	dns_srv_cb srv_cb;
 	void *arg;
 	struct dns_query **handle;	/* the caller's pointer to us */
 };
@@ -212,6 +214,69 @@ void dns_cancel(struct dns_query **handle)
 	if (!q)
 		return;
 	q->cb = NULL;
+	q->srv_cb = NULL;
 	q->handle = NULL;
 	*handle = NULL;
+}
+
+static int cmp_srv(const void *a, const void *b)
+{
+	const struct dns_srv *x = a, *y = b;
+
+	if (x->priority != y->priority)
+		return x->priority < y->priority ? -1 : 1;
+	if (x->weight != y->weight)
+		return x->weight > y->weight ? -1 : 1;
+	return strcmp(x->host, y->host);
+}
+
+static void dns_on_srv(void *arg, int status, int timeouts,
+		       unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	struct ares_srv_reply *reply = NULL;
+	struct dns_srv recs[DNS_SRV_MAX];
+	size_t n = 0;
+
+	(void)timeouts;
+	if (q->handle)
+		*q->handle = NULL;
+	if (status == ARES_SUCCESS)
+		status = ares_parse_srv_reply(abuf, alen, &reply);
+	for (struct ares_srv_reply *r = reply; r && n < DNS_SRV_MAX;
+	     r = r->next) {
+		/* "." as target means "no service here" (RFC 2782) */
+		if (!r->host || !r->host[0] || strcmp(r->host, ".") == 0)
+			continue;
+		snprintf(recs[n].host, sizeof(recs[n].host), "%s", r->host);
+		recs[n].port = r->port;
+		recs[n].priority = r->priority;
+		recs[n].weight = r->weight;
+		n++;
+	}
+	if (reply)
+		ares_free_data(reply);
+	if (status == ARES_SUCCESS && n == 0)
+		status = ARES_ENODATA;
+	qsort(recs, n, sizeof(recs[0]), cmp_srv);
+	if (q->srv_cb)
+		q->srv_cb(q->arg, status, recs, n);
+	xfree(q);
+}
+
+int dns_resolve_srv(struct dns *d, const char *name, dns_srv_cb cb,
+		    void *arg, struct dns_query **handle)
+{
+	struct dns_query *q = xcalloc(1, sizeof(*q));
+
+	*handle = NULL;
+	if (!q)
+		return -ENOMEM;
+	q->srv_cb = cb;
+	q->arg = arg;
+	q->handle = handle;
+	*handle = q;
+	ares_query(d->ch, name, 1 /* C_IN */, 33 /* T_SRV */, dns_on_srv, q);
+	dns_rearm(d);
+	return 0;
 }

@@ -7,6 +7,7 @@
 #define PKI_DNS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct loop;
 struct dns;
@@ -34,6 +35,23 @@ void dns_free(struct dns *d);
  * /etc/hosts). Returns 0 or -ENOMEM. */
 int dns_resolve(struct dns *d, const char *name, int family, dns_cb cb,
 		void *arg, struct dns_query **handle);
+#define DNS_SRV_MAX 32	/* records kept from one SRV answer */
+
+struct dns_srv {
+	char host[256];
+	unsigned port, priority, weight;
+};
+
+/* recs sorted by priority, then weight (highest first); valid during the
+ * callback only. */
+typedef void (*dns_srv_cb)(void *arg, int status, const struct dns_srv *recs,
+			   size_t n);
+
+/* Look up the SRV records of `name` (e.g. _sip._tls.example.com). Same
+ * handle rules as dns_resolve. */
+int dns_resolve_srv(struct dns *d, const char *name, dns_srv_cb cb,
+		    void *arg, struct dns_query **handle);
+
 /* The callback will not run; *handle is set to NULL. No-op on NULL. */
 void dns_cancel(struct dns_query **handle);
 

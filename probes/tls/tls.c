@@ -1,9 +1,11 @@
+/* The tls probe: configuration and the per-address state machine
+ * (resolve [SRV, then A/AAAA] -> connect -> [STARTTLS] -> handshake).
+ * What a finished run reports lives in tls_report.c. */
 #include "tls.h"
 
 #include <arpa/inet.h>
 #include <ares.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -14,87 +16,14 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "exporter/config.h"
-#include "exporter/log.h"
 #include "exporter/xalloc.h"
 #include "probes/dns/dns.h"
-#include "probes/x509/x509.h"
-#include "probes/x509/x509_metrics.h"
-
-#define TLS_ADDR_MAX 16		/* addresses probed per target */
-
-struct tls_module {
-	SSL_CTX *ctx;		/* one per module: trust store loaded once */
-	bool every_address;
-	int family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
-	char *server_name;
-	char *ca_file;
-	char *client_cert;
-	char *client_key;
-};
-
-struct tls_target {
-	char host[256];
-	unsigned port;
-	bool is_ip;
-	struct sockaddr_storage ip;	/* when is_ip */
-	socklen_t iplen;
-};
-
-struct tls_conn {
-	struct tls_probe *p;
-	struct loop_io io;
-	int fd;
-	SSL *ssl;
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char address[INET6_ADDRSTRLEN + 8];
-	enum probe_stage stage;
-	enum probe_fail fail;
-	bool finished;
-	bool handshake_ok;
-	char version[16];
-	char cipher[64];
-	long verify;		/* X509_V_OK or an X509_V_ERR_* */
-	STACK_OF(X509) *sent;	/* as the server sent them, owned */
-};
-
-struct tls_probe {
-	struct probe_run *run;
-	const struct tls_module *m;
-	const struct tls_target *t;
-	struct dns_query *q;
-	struct tls_conn conns[TLS_ADDR_MAX];
-	size_t nconns;		/* addresses known */
-	size_t next;		/* next address to start (sequential mode) */
-	size_t active;		/* connections in flight */
-};
-
-static const struct metric_desc M_HANDSHAKE = {
-	"pki_tls_handshake_success",
-	"Whether the TLS handshake with this address completed (1) or not (0).",
-	METRIC_GAUGE};
-static const struct metric_desc M_VERSION = {
-	"pki_tls_version_info",
-	"Negotiated TLS version and cipher suite, value 1.", METRIC_GAUGE};
-static const struct metric_desc M_VERIFIED = {
-	"pki_tls_chain_verified",
-	"Whether the chain the server sent verifies against the module's trust "
-	"anchors (1) or not (0); certificates are reported either way.",
-	METRIC_GAUGE};
-static const struct metric_desc M_VERIFIED_INFO = {
-	"pki_tls_chain_verified_info",
-	"OpenSSL's verification result for the chain: code is the "
-	"X509_V_ERR number, reason its text; value 1.",
-	METRIC_GAUGE};
-static const struct metric_desc M_ADDR_FAIL = {
-	"pki_tls_failure_info",
-	"Why the probe of this address failed: stage reached and reason; "
-	"value 1.",
-	METRIC_GAUGE};
+#include "probes/tls/tls_int.h"
 
 /* ---- configuration ---- */
 
@@ -149,6 +78,29 @@ int tls_split_hostport(const char *s, char *host, size_t hostlen,
 	return 0;
 }
 
+/* "_service._proto" as in an SRV name. */
+static bool srv_label_ok(const char *s)
+{
+	const char *dot = strchr(s, '.');
+
+	return s[0] == '_' && dot && dot[1] == '_' && dot[2] &&
+	       !strchr(dot + 1, '.') && strlen(s) < 64;
+}
+
+static bool dns_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '.' ||
+		      *s == '_'))
+			return false;
+	return true;
+}
+
 static void tls_cfg_free(void *p)
 {
 	struct tls_module *m = p;
@@ -156,6 +108,9 @@ static void tls_cfg_free(void *p)
 	if (!m)
 		return;
 	SSL_CTX_free(m->ctx);
+	X509_STORE_free(m->roots);
+	xfree(m->srv);
+	xfree(m->dns_csv);
 	xfree(m->server_name);
 	xfree(m->ca_file);
 	xfree(m->client_cert);
@@ -203,6 +158,73 @@ static int tls_parse_tls_block(const struct cfg_node *n,
 	return 0;
 }
 
+/* On a client, OpenSSL calls this when the server sends a
+ * CertificateRequest: note it and the CA names it lists (the list
+ * Windows servers build from their trusted roots). */
+static int on_cert_request(SSL *ssl, void *arg)
+{
+	struct tls_conn *c = SSL_get_app_data(ssl);
+	const STACK_OF(X509_NAME) *names = SSL_get0_peer_CA_list(ssl);
+
+	(void)arg;
+	if (!c)
+		return 1;
+	c->cert_requested = true;
+	c->ca_names = 0;
+	c->ca_names_bytes = 0;
+	for (int i = 0; i < sk_X509_NAME_num(names); i++) {
+		int n = i2d_X509_NAME(sk_X509_NAME_value(names, i), NULL);
+
+		c->ca_names++;
+		if (n > 0)
+			c->ca_names_bytes += (size_t)n;
+	}
+	return 1;
+}
+
+/* A store of just the self-signed certificates of ca_file, when ca_file
+ * also holds intermediates (otherwise chain completeness needs no second
+ * verification). */
+static int make_roots(struct tls_module *m, struct errbuf *eb,
+		      const struct cfg_node *at)
+{
+	STACK_OF(X509_INFO) *infos;
+	X509_STORE *roots = NULL;
+	BIO *bio;
+	int others = 0;
+
+	bio = BIO_new_file(m->ca_file, "r");
+	if (!bio)
+		return 0;	/* reported when the context loads it */
+	infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	if (!infos)
+		return 0;
+	for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+		X509 *x = sk_X509_INFO_value(infos, i)->x509;
+
+		if (x && X509_self_signed(x, 0) != 1)
+			others++;
+	}
+	if (others) {
+		roots = X509_STORE_new();
+		if (!roots) {
+			errbuf_add(eb, at, "out of memory");
+			sk_X509_INFO_pop_free(infos, X509_INFO_free);
+			return -ENOMEM;
+		}
+		for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+			X509 *x = sk_X509_INFO_value(infos, i)->x509;
+
+			if (x && X509_self_signed(x, 0) == 1)
+				X509_STORE_add_cert(roots, x);
+		}
+	}
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	m->roots = roots;
+	return 0;
+}
+
 static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
 			struct errbuf *eb)
 {
@@ -222,12 +244,15 @@ static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
 	SSL_CTX_set_verify(m->ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_session_cache_mode(m->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(m->ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_cert_cb(m->ctx, on_cert_request, NULL);
 	if (m->ca_file) {
 		if (!SSL_CTX_load_verify_locations(m->ctx, m->ca_file, NULL)) {
 			errbuf_add(eb, at, "tls: cannot load ca_file '%s': %s",
 				   m->ca_file, ssl_errstr(e, sizeof(e)));
 			return -EINVAL;
 		}
+		if (make_roots(m, eb, at))
+			return -ENOMEM;
 	} else if (!SSL_CTX_set_default_verify_paths(m->ctx)) {
 		errbuf_add(eb, at, "tls: cannot load the system trust store: %s",
 			   ssl_errstr(e, sizeof(e)));
@@ -254,12 +279,65 @@ static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
 	return 0;
 }
 
+static void parse_module_key(const struct cfg_pair *p,
+			     const struct config *cfg, struct tls_module *m,
+			     struct cfg_node *tls_node, struct errbuf *eb)
+{
+	const char *s = cfg_scalar(&p->vnode);
+
+	if (strcmp(p->key, "every_address") == 0) {
+		cfg_get_bool(&p->vnode, eb, &m->every_address);
+	} else if (strcmp(p->key, "ip_protocol") == 0) {
+		if (s && strcmp(s, "ip4") == 0)
+			m->family = AF_INET;
+		else if (s && strcmp(s, "ip6") == 0)
+			m->family = AF_INET6;
+		else if (s && strcmp(s, "any") == 0)
+			m->family = AF_UNSPEC;
+		else
+			errbuf_add(eb, &p->vnode,
+				   "ip_protocol must be ip4, ip6 or any");
+	} else if (strcmp(p->key, "srv") == 0) {
+		if (cfg_get_string(&p->vnode, eb, &m->srv) == 0 &&
+		    !srv_label_ok(m->srv))
+			errbuf_add(eb, &p->vnode,
+				   "srv must look like _service._proto "
+				   "(e.g. _sipfederationtls._tcp)");
+	} else if (strcmp(p->key, "starttls") == 0) {
+		if (!s || starttls_proto_parse(s, &m->starttls))
+			errbuf_add(eb, &p->vnode,
+				   "starttls must be smtp, imap, pop3, ftp, "
+				   "ldap or xmpp");
+	} else if (strcmp(p->key, "dns_servers") == 0) {
+		char **v = NULL;
+		size_t n = 0;
+		struct buf csv;
+
+		if (cfg_get_strings(&p->vnode, eb, &v, &n))
+			return;
+		buf_init(&csv, 4096);
+		for (size_t k = 0; k < n; k++) {
+			if (k)
+				buf_putc(&csv, ',');
+			buf_puts(&csv, v[k]);
+		}
+		cfg_strings_free(v, n);
+		xfree(m->dns_csv);
+		m->dns_csv = buf_steal(&csv, NULL);
+	} else if (strcmp(p->key, "tls") == 0) {
+		*tls_node = p->vnode;
+		tls_parse_tls_block(&p->vnode, cfg, m, eb);
+	} else {
+		errbuf_add(eb, &p->knode,
+			   "module: unknown key '%s' for prober tls", p->key);
+	}
+}
+
 static int tls_parse(const struct cfg_node *n, const struct config *cfg,
 		     void **cfgp, struct errbuf *eb)
 {
 	struct tls_module *m = xcalloc(1, sizeof(*m));
 	unsigned before = eb->count;
-	const struct cfg_node *tls_at = n;
 	struct cfg_node tls_node = {0};
 
 	if (!m)
@@ -270,34 +348,12 @@ static int tls_parse(const struct cfg_node *n, const struct config *cfg,
 
 		cfg_map_pair(n, i, &p);
 		if (strcmp(p.key, "prober") == 0 ||
-		    strcmp(p.key, "timeout") == 0) {
+		    strcmp(p.key, "timeout") == 0)
 			continue;	/* handled by config.c */
-		} else if (strcmp(p.key, "every_address") == 0) {
-			cfg_get_bool(&p.vnode, eb, &m->every_address);
-		} else if (strcmp(p.key, "ip_protocol") == 0) {
-			const char *s = cfg_scalar(&p.vnode);
-
-			if (s && strcmp(s, "ip4") == 0)
-				m->family = AF_INET;
-			else if (s && strcmp(s, "ip6") == 0)
-				m->family = AF_INET6;
-			else if (s && strcmp(s, "any") == 0)
-				m->family = AF_UNSPEC;
-			else
-				errbuf_add(eb, &p.vnode,
-					   "ip_protocol must be ip4, ip6 or any");
-		} else if (strcmp(p.key, "tls") == 0) {
-			tls_node = p.vnode;
-			tls_at = &tls_node;
-			tls_parse_tls_block(&p.vnode, cfg, m, eb);
-		} else {
-			errbuf_add(eb, &p.knode,
-				   "module: unknown key '%s' for prober tls",
-				   p.key);
-		}
+		parse_module_key(&p, cfg, m, &tls_node, eb);
 	}
 	if (eb->count == before)
-		tls_make_ctx(tls_at, m, eb);
+		tls_make_ctx(tls_node.node ? &tls_node : n, m, eb);
 	if (eb->count != before) {
 		tls_cfg_free(m);
 		return -EINVAL;
@@ -306,16 +362,32 @@ static int tls_parse(const struct cfg_node *n, const struct config *cfg,
 	return 0;
 }
 
+/* Targets: "host:port", "[v6]:port", an SRV name "_svc._proto.domain",
+ * or a bare domain when the module sets srv. */
 static int tls_parse_target(const void *cfg, const char *s, void **tp,
 			    char *err, size_t errlen)
 {
+	const struct tls_module *m = cfg;
 	struct tls_target *t = xcalloc(1, sizeof(*t));
 	struct sockaddr_in *s4;
 	struct sockaddr_in6 *s6;
 
-	(void)cfg;
 	if (!t)
 		return -ENOMEM;
+	if (s[0] == '_' || (m->srv && !strchr(s, ':'))) {
+		if (!dns_name_ok(s) || (s[0] == '_' && !strstr(s, "._"))) {
+			snprintf(err, errlen, "not a valid domain or SRV name");
+			xfree(t);
+			return -EINVAL;
+		}
+		if (s[0] == '_')
+			snprintf(t->srv_name, sizeof(t->srv_name), "%s", s);
+		else
+			snprintf(t->srv_name, sizeof(t->srv_name), "%s.%s",
+				 m->srv, s);
+		*tp = t;
+		return 0;
+	}
 	if (tls_split_hostport(s, t->host, sizeof(t->host), &t->port, err,
 			       errlen)) {
 		xfree(t);
@@ -337,6 +409,10 @@ static int tls_parse_target(const void *cfg, const char *s, void **tp,
 		snprintf(err, errlen, "not an IPv6 address inside []");
 		xfree(t);
 		return -EINVAL;
+	} else if (!dns_name_ok(t->host)) {
+		snprintf(err, errlen, "not a valid host name");
+		xfree(t);
+		return -EINVAL;
 	}
 	*tp = t;
 	return 0;
@@ -350,15 +426,19 @@ static void tls_target_free(void *tp)
 /* ---- the run ---- */
 
 static void conn_step(struct tls_conn *c);
-static void probe_next(struct tls_probe *p);
+static void host_next(struct tls_host *h);
+static void probe_finish_if_idle(struct tls_probe *p);
 
 static void conn_close(struct tls_conn *c)
 {
 	loop_io_del(c->p->run->loop, &c->io);
 	if (c->ssl) {
+		SSL_set_app_data(c->ssl, NULL);
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
+	starttls_free(c->st);
+	c->st = NULL;
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -384,24 +464,6 @@ static void format_address(struct tls_conn *c)
 	}
 }
 
-static void probe_finish_if_idle(struct tls_probe *p);
-
-/* One address is done (good or bad). */
-static void conn_end(struct tls_conn *c, enum probe_fail fail)
-{
-	struct tls_probe *p = c->p;
-
-	if (c->finished)
-		return;
-	c->finished = true;
-	c->fail = fail;
-	if (fail == PROBE_OK)
-		c->stage = PROBE_STAGE_DONE;
-	conn_close(c);
-	p->active--;
-	probe_finish_if_idle(p);
-}
-
 static enum probe_fail errno_fail(int err)
 {
 	switch (err) {
@@ -421,12 +483,34 @@ static enum probe_fail errno_fail(int err)
 	}
 }
 
+/* One address is done (good or bad). In sequential mode a connection
+ * failure moves on to the host's next address instead. */
+static void conn_end(struct tls_conn *c, enum probe_fail fail)
+{
+	struct tls_probe *p = c->p;
+	struct tls_host *h = c->h;
+
+	if (c->finished)
+		return;
+	c->finished = true;
+	c->fail = fail;
+	if (fail == PROBE_OK)
+		c->stage = PROBE_STAGE_DONE;
+	conn_close(c);
+	p->active--;
+	if (fail != PROBE_OK && c->stage == PROBE_STAGE_CONNECT &&
+	    !p->m->every_address && h->next < h->first + h->n) {
+		c->superseded = true;
+		host_next(h);
+		return;
+	}
+	probe_finish_if_idle(p);
+}
+
 static void conn_on_io(struct loop_io *io, uint32_t events)
 {
-	struct tls_conn *c = io->arg;
-
 	(void)events;
-	conn_step(c);
+	conn_step(io->arg);
 }
 
 static int conn_arm(struct tls_conn *c, uint32_t ev)
@@ -438,29 +522,39 @@ static int conn_arm(struct tls_conn *c, uint32_t ev)
 	return loop_io_mod(l, &c->io, ev);
 }
 
+static STACK_OF(X509) *chain_dup(STACK_OF(X509) *chain)
+{
+	STACK_OF(X509) *out;
+
+	if (!chain)
+		return NULL;
+	out = sk_X509_new_null();
+	for (int i = 0; out && i < sk_X509_num(chain); i++) {
+		X509 *x = sk_X509_value(chain, i);
+
+		if (X509_up_ref(x) && !sk_X509_push(out, x))
+			X509_free(x);
+	}
+	return out;
+}
+
 static void conn_collect(struct tls_conn *c)
 {
-	STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
 	const char *v = SSL_get_version(c->ssl);
 	const char *ci = SSL_get_cipher_name(c->ssl);
 
 	snprintf(c->version, sizeof(c->version), "%s", v ? v : "");
 	snprintf(c->cipher, sizeof(c->cipher), "%s", ci ? ci : "");
 	c->verify = SSL_get_verify_result(c->ssl);
-	/* The client side's peer chain includes the leaf first, in the
-	 * order the server sent them. */
-	if (chain) {
-		c->sent = sk_X509_new_null();
-		for (int i = 0; c->sent && i < sk_X509_num(chain); i++) {
-			X509 *x = sk_X509_value(chain, i);
-
-			if (X509_up_ref(x) && !sk_X509_push(c->sent, x))
-				X509_free(x);
-		}
-	}
+	/* on the client side the peer chain starts with the leaf, in the
+	 * order the server sent them */
+	if (!c->sent)
+		c->sent = chain_dup(SSL_get_peer_cert_chain(c->ssl));
+	if (!c->verified && c->verify == X509_V_OK)
+		c->verified = chain_dup(SSL_get0_verified_chain(c->ssl));
 }
 
-static enum probe_fail ssl_fail(struct tls_conn *c, int ret, int err)
+static enum probe_fail ssl_fail(int ret, int err)
 {
 	unsigned long e;
 
@@ -476,7 +570,6 @@ static enum probe_fail ssl_fail(struct tls_conn *c, int ret, int err)
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
 			return PROBE_FAIL_TLS_ALERT;
-		(void)c;
 		return PROBE_FAIL_TLS;
 	default:
 		return PROBE_FAIL_TLS;
@@ -499,13 +592,8 @@ static void conn_handshake(struct tls_conn *c)
 		return;
 	}
 	err = SSL_get_error(c->ssl, ret);
-	if (err == SSL_ERROR_WANT_READ) {
-		if (conn_arm(c, EPOLLIN))
-			conn_end(c, PROBE_FAIL_INTERNAL);
-		return;
-	}
-	if (err == SSL_ERROR_WANT_WRITE) {
-		if (conn_arm(c, EPOLLOUT))
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		if (conn_arm(c, err == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT))
 			conn_end(c, PROBE_FAIL_INTERNAL);
 		return;
 	}
@@ -514,8 +602,52 @@ static void conn_handshake(struct tls_conn *c)
 	 * sending its own): keep them. */
 	if (SSL_get_peer_cert_chain(c->ssl))
 		conn_collect(c);
-	conn_end(c, ssl_fail(c, ret, err));
+	conn_end(c, ssl_fail(ret, err));
 	ERR_clear_error();
+}
+
+static void conn_begin_tls(struct tls_conn *c)
+{
+	struct tls_probe *p = c->p;
+	const char *sni;
+
+	c->stage = PROBE_STAGE_HANDSHAKE;
+	if (p->run->stage < PROBE_STAGE_HANDSHAKE)
+		p->run->stage = PROBE_STAGE_HANDSHAKE;
+	c->ssl = SSL_new(p->m->ctx);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+		conn_end(c, PROBE_FAIL_INTERNAL);
+		return;
+	}
+	SSL_set_app_data(c->ssl, c);
+	SSL_set_connect_state(c->ssl);
+	sni = p->m->server_name ? p->m->server_name : c->h->name;
+	if (!(p->t->is_ip && !c->h->from_srv && !p->m->server_name))
+		SSL_set_tlsext_host_name(c->ssl, sni);
+	conn_handshake(c);
+}
+
+static void conn_starttls(struct tls_conn *c)
+{
+	enum starttls_status s = starttls_step(c->st, c->fd);
+
+	switch (s) {
+	case STARTTLS_DONE:
+		starttls_free(c->st);
+		c->st = NULL;
+		conn_begin_tls(c);
+		return;
+	case STARTTLS_WANT_READ:
+	case STARTTLS_WANT_WRITE:
+		if (conn_arm(c, s == STARTTLS_WANT_READ ? EPOLLIN : EPOLLOUT))
+			conn_end(c, PROBE_FAIL_INTERNAL);
+		return;
+	case STARTTLS_FAILED:
+		snprintf(c->starttls_err, sizeof(c->starttls_err), "%s",
+			 starttls_error(c->st));
+		conn_end(c, PROBE_FAIL_STARTTLS);
+		return;
+	}
 }
 
 static void conn_step(struct tls_conn *c)
@@ -533,39 +665,26 @@ static void conn_step(struct tls_conn *c)
 		if (soerr == EINPROGRESS)
 			return;
 		if (soerr) {
-			enum probe_fail f = errno_fail(soerr);
-
-			/* sequential mode: a refused address is not the
-			 * answer yet if another address is left */
-			if (!p->m->every_address && p->next < p->nconns) {
-				c->finished = true;
-				c->fail = f;
-				conn_close(c);
-				p->active--;
-				probe_next(p);
+			conn_end(c, errno_fail(soerr));
+			return;
+		}
+		if (p->m->starttls != STARTTLS_NONE) {
+			c->stage = PROBE_STAGE_STARTTLS;
+			if (p->run->stage < PROBE_STAGE_STARTTLS)
+				p->run->stage = PROBE_STAGE_STARTTLS;
+			c->st = starttls_new(p->m->starttls, c->h->name);
+			if (!c->st) {
+				conn_end(c, PROBE_FAIL_INTERNAL);
 				return;
 			}
-			conn_end(c, f);
+		} else {
+			conn_begin_tls(c);
 			return;
 		}
-		c->stage = PROBE_STAGE_HANDSHAKE;
-		if (p->run->stage < PROBE_STAGE_HANDSHAKE)
-			p->run->stage = PROBE_STAGE_HANDSHAKE;
-		c->ssl = SSL_new(p->m->ctx);
-		if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
-			conn_end(c, PROBE_FAIL_INTERNAL);
-			return;
-		}
-		SSL_set_connect_state(c->ssl);
-		{
-			const char *sni = p->m->server_name
-						  ? p->m->server_name
-						  : (p->t->is_ip ? NULL
-								 : p->t->host);
-
-			if (sni)
-				SSL_set_tlsext_host_name(c->ssl, sni);
-		}
+	}
+	if (c->stage == PROBE_STAGE_STARTTLS) {
+		conn_starttls(c);
+		return;
 	}
 	conn_handshake(c);
 }
@@ -575,11 +694,11 @@ static void conn_start(struct tls_conn *c)
 	struct tls_probe *p = c->p;
 	int one = 1;
 
+	c->started = true;
 	c->stage = PROBE_STAGE_CONNECT;
 	p->active++;
-	format_address(c);
-	c->fd = socket(c->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       0);
+	c->fd = socket(c->sa.ss_family,
+		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd == -1) {
 		conn_end(c, PROBE_FAIL_INTERNAL);
 		return;
@@ -587,7 +706,6 @@ static void conn_start(struct tls_conn *c)
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (connect(c->fd, (struct sockaddr *)&c->sa, c->salen) == -1 &&
 	    errno != EINPROGRESS) {
-		c->stage = PROBE_STAGE_CONNECT;
 		conn_end(c, errno_fail(errno));
 		return;
 	}
@@ -595,65 +713,203 @@ static void conn_start(struct tls_conn *c)
 		conn_end(c, PROBE_FAIL_INTERNAL);
 }
 
-/* Start the next address(es): all of them when every_address is on,
- * otherwise one at a time. */
-static void probe_next(struct tls_probe *p)
+/* Start the host's next address: all of them with every_address. */
+static void host_next(struct tls_host *h)
 {
-	if (p->run->stage < PROBE_STAGE_CONNECT)
-		p->run->stage = PROBE_STAGE_CONNECT;
-	do {
-		struct tls_conn *c;
+	struct tls_probe *p = h->p;
 
-		if (p->next >= p->nconns)
-			break;
-		c = &p->conns[p->next++];
-		conn_start(c);
-		if (p->run->done)
+	while (h->next < h->first + h->n) {
+		conn_start(&p->conns[h->next++]);
+		if (p->run->done || !p->m->every_address)
 			return;
-	} while (p->m->every_address);
+	}
 	probe_finish_if_idle(p);
 }
 
-static void add_address(struct tls_probe *p, const struct sockaddr *sa,
-			socklen_t len)
+/* Every lookup is back: lay out one connection per distinct address and
+ * start them. */
+static void probe_connect(struct tls_probe *p)
 {
-	struct tls_conn *c;
+	size_t total = 0, k = 0;
 
-	if (p->nconns >= TLS_ADDR_MAX || len > sizeof(c->sa))
+	for (size_t i = 0; i < p->nhosts; i++)
+		total += p->hosts[i].naddrs;
+	if (total == 0) {
+		enum probe_fail f = PROBE_FAIL_NODATA;
+
+		for (size_t i = 0; i < p->nhosts; i++)
+			if (p->hosts[i].fail != PROBE_OK) {
+				f = p->hosts[i].fail;
+				break;
+			}
+		p->run->stage = PROBE_STAGE_RESOLVE;
+		for (size_t i = 0; i < p->nhosts; i++)
+			tls_report_host(p->run, &p->hosts[i]);
+		probe_done(p->run, f);
 		return;
-	for (size_t i = 0; i < p->nconns; i++)
-		if (p->conns[i].salen == len &&
-		    memcmp(&p->conns[i].sa, sa, len) == 0)
-			return;	/* c-ares may repeat an address */
-	c = &p->conns[p->nconns++];
-	memcpy(&c->sa, sa, len);
-	c->salen = len;
-	if (sa->sa_family == AF_INET)
-		((struct sockaddr_in *)&c->sa)->sin_port = htons((uint16_t)p->t->port);
-	else
-		((struct sockaddr_in6 *)&c->sa)->sin6_port = htons((uint16_t)p->t->port);
+	}
+	/* the connections never move once started: their loop_io is
+	 * registered with epoll */
+	p->conns = xcalloc(total, sizeof(*p->conns));
+	if (!p->conns) {
+		probe_done(p->run, PROBE_FAIL_INTERNAL);
+		return;
+	}
+	for (size_t i = 0; i < p->nhosts; i++) {
+		struct tls_host *h = &p->hosts[i];
+
+		h->first = k;
+		for (size_t a = 0; a < h->naddrs; a++) {
+			struct tls_conn *c = &p->conns[k];
+			bool dup = false;
+
+			/* two SRV records naming one address:port would give
+			 * two identical series; probe it once */
+			for (size_t j = 0; j < k && !dup; j++)
+				dup = p->conns[j].salen == h->addrlens[a] &&
+				      memcmp(&p->conns[j].sa, &h->addrs[a],
+					     h->addrlens[a]) == 0;
+			if (dup)
+				continue;
+			c->p = p;
+			c->h = h;
+			c->fd = -1;
+			loop_io_init(&c->io, conn_on_io, c);
+			memcpy(&c->sa, &h->addrs[a], h->addrlens[a]);
+			c->salen = h->addrlens[a];
+			format_address(c);
+			k++;
+		}
+		h->n = k - h->first;
+		h->next = h->first;
+	}
+	p->nconns = k;
+	if (p->run->stage < PROBE_STAGE_CONNECT)
+		p->run->stage = PROBE_STAGE_CONNECT;
+	/* a connection refused at once must not end the run before the
+	 * other hosts got their turn */
+	p->starting = true;
+	for (size_t i = 0; i < p->nhosts && !p->run->done; i++)
+		if (p->hosts[i].n)
+			host_next(&p->hosts[i]);
+	p->starting = false;
+	probe_finish_if_idle(p);
 }
 
-static void on_resolved(void *arg, int status, const struct ares_addrinfo *ai)
+static void host_add_addr(struct tls_host *h, const struct sockaddr *sa,
+			  socklen_t len)
+{
+	if (h->naddrs >= TLS_ADDRS_MAX || len > sizeof(h->addrs[0]))
+		return;
+	for (size_t i = 0; i < h->naddrs; i++)
+		if (h->addrlens[i] == len &&
+		    memcmp(&h->addrs[i], sa, len) == 0)
+			return;	/* c-ares may repeat an address */
+	memcpy(&h->addrs[h->naddrs], sa, len);
+	if (sa->sa_family == AF_INET)
+		((struct sockaddr_in *)&h->addrs[h->naddrs])->sin_port =
+			htons((uint16_t)h->port);
+	else
+		((struct sockaddr_in6 *)&h->addrs[h->naddrs])->sin6_port =
+			htons((uint16_t)h->port);
+	h->addrlens[h->naddrs++] = len;
+}
+
+static enum probe_fail ares_fail(int status)
+{
+	switch (status) {
+	case ARES_ENOTFOUND:
+		return PROBE_FAIL_NXDOMAIN;
+	case ARES_ENODATA:
+		return PROBE_FAIL_NODATA;
+	case ARES_ETIMEOUT:
+		return PROBE_FAIL_TIMEOUT;
+	default:
+		return PROBE_FAIL_DNS;
+	}
+}
+
+static void on_host_resolved(void *arg, int status,
+			     const struct ares_addrinfo *ai)
+{
+	struct tls_host *h = arg;
+	struct tls_probe *p = h->p;
+
+	if (status != ARES_SUCCESS)
+		h->fail = ares_fail(status);
+	for (const struct ares_addrinfo_node *n = ai ? ai->nodes : NULL; n;
+	     n = n->ai_next)
+		if (n->ai_family == AF_INET || n->ai_family == AF_INET6)
+			host_add_addr(h, n->ai_addr, n->ai_addrlen);
+	if (status == ARES_SUCCESS && h->naddrs == 0)
+		h->fail = PROBE_FAIL_NODATA;
+	if (--p->pending == 0 && !p->run->done)
+		probe_connect(p);
+}
+
+static struct dns *probe_resolver(struct tls_probe *p)
+{
+	return probe_dns(p->run, p->m->dns_csv ? p->m->dns_csv
+					       : p->run->config->global.dns_csv);
+}
+
+/* Resolve every host; an IP literal needs no lookup. */
+static void resolve_hosts(struct tls_probe *p)
+{
+	struct dns *d = NULL;
+
+	p->pending = p->nhosts + 1;	/* +1: the loop below holds one */
+	for (size_t i = 0; i < p->nhosts && !p->run->done; i++) {
+		struct tls_host *h = &p->hosts[i];
+		struct sockaddr_storage ss;
+		struct sockaddr_in *s4 = (void *)&ss;
+		struct sockaddr_in6 *s6 = (void *)&ss;
+
+		memset(&ss, 0, sizeof(ss));
+		if (inet_pton(AF_INET, h->name, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			host_add_addr(h, (void *)s4, sizeof(*s4));
+			p->pending--;
+			continue;
+		}
+		if (inet_pton(AF_INET6, h->name, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			host_add_addr(h, (void *)s6, sizeof(*s6));
+			p->pending--;
+			continue;
+		}
+		if (!d)
+			d = probe_resolver(p);
+		if (!d || dns_resolve(d, h->name, p->m->family,
+				      on_host_resolved, h, &h->q)) {
+			h->fail = PROBE_FAIL_INTERNAL;
+			p->pending--;
+		}
+	}
+	if (--p->pending == 0 && !p->run->done)
+		probe_connect(p);
+}
+
+static void on_srv(void *arg, int status, const struct dns_srv *recs,
+		   size_t n)
 {
 	struct tls_probe *p = arg;
 
 	if (status != ARES_SUCCESS) {
-		probe_done(p->run, status == ARES_ENOTFOUND ? PROBE_FAIL_NXDOMAIN
-				   : status == ARES_ENODATA ? PROBE_FAIL_NODATA
-				   : status == ARES_ETIMEOUT ? PROBE_FAIL_TIMEOUT
-							     : PROBE_FAIL_DNS);
+		probe_done(p->run, ares_fail(status));
 		return;
 	}
-	for (const struct ares_addrinfo_node *n = ai ? ai->nodes : NULL; n;
-	     n = n->ai_next)
-		if (n->ai_family == AF_INET || n->ai_family == AF_INET6)
-			add_address(p, n->ai_addr, n->ai_addrlen);
-	if (p->nconns == 0) {
-		probe_done(p->run, PROBE_FAIL_NODATA);
-		return;
+	for (size_t i = 0; i < n && p->nhosts < TLS_HOSTS_MAX; i++) {
+		struct tls_host *h = &p->hosts[p->nhosts++];
+
+		h->p = p;
+		h->from_srv = true;
+		snprintf(h->name, sizeof(h->name), "%s", recs[i].host);
+		h->port = recs[i].port;
+		h->priority = recs[i].priority;
+		h->weight = recs[i].weight;
 	}
-	probe_next(p);
+	resolve_hosts(p);
 }
 
 static int tls_start(struct probe_run *run)
@@ -668,78 +924,50 @@ static int tls_start(struct probe_run *run)
 	p->run = run;
 	p->m = m;
 	p->t = t;
-	for (size_t i = 0; i < TLS_ADDR_MAX; i++) {
-		p->conns[i].p = p;
-		p->conns[i].fd = -1;
-		loop_io_init(&p->conns[i].io, conn_on_io, &p->conns[i]);
-	}
 	run->priv = p;
-	if (t->is_ip) {
-		add_address(p, (const struct sockaddr *)&t->ip, t->iplen);
-		probe_next(p);
-		return 0;
+	if (t->srv_name[0]) {
+		run->stage = PROBE_STAGE_RESOLVE;
+		d = probe_resolver(p);
+		if (!d)
+			return -ENOMEM;
+		return dns_resolve_srv(d, t->srv_name, on_srv, p, &p->srvq);
 	}
-	run->stage = PROBE_STAGE_RESOLVE;
-	d = probe_dns(run, run->config->global.dns_csv);
-	if (!d)
-		return -ENOMEM;
-	return dns_resolve(d, t->host, m->family, on_resolved, p, &p->q);
-}
-
-static void emit_conn(struct probe_run *run, const struct tls_conn *c)
-{
-	const char *mod = probe_module_name(run), *tgt = probe_target_name(run);
-	char code[16];
-
-	expo_add(run->out, &M_HANDSHAKE, run->order, c->handshake_ok ? 1 : 0,
-		 "module", mod, "target", tgt, "address", c->address, NULL);
-	if (!c->handshake_ok)
-		expo_add(run->out, &M_ADDR_FAIL, run->order, 1, "module", mod,
-			 "target", tgt, "address", c->address, "stage",
-			 probe_stage_str(c->stage), "reason",
-			 probe_fail_str(c->fail), NULL);
-	if (c->handshake_ok)
-		expo_add(run->out, &M_VERSION, run->order, 1, "module", mod,
-			 "target", tgt, "address", c->address, "version",
-			 c->version, "cipher", c->cipher, NULL);
-	if (!c->sent)
-		return;
-	for (int i = 0; i < sk_X509_num(c->sent); i++)
-		x509_emit_cert(run->out, run->order, mod, tgt, c->address, i,
-			       sk_X509_value(c->sent, i));
-	snprintf(code, sizeof(code), "%ld", c->verify);
-	expo_add(run->out, &M_VERIFIED, run->order, c->verify == X509_V_OK,
-		 "module", mod, "target", tgt, "address", c->address, NULL);
-	expo_add(run->out, &M_VERIFIED_INFO, run->order, 1, "module", mod,
-		 "target", tgt, "address", c->address, "code", code, "reason",
-		 c->verify == X509_V_OK
-			 ? "ok"
-			 : X509_verify_cert_error_string(c->verify),
-		 NULL);
+	p->nhosts = 1;
+	p->hosts[0].p = p;
+	snprintf(p->hosts[0].name, sizeof(p->hosts[0].name), "%s", t->host);
+	p->hosts[0].port = t->port;
+	if (!t->is_ip)
+		run->stage = PROBE_STAGE_RESOLVE;
+	resolve_hosts(p);
+	return 0;
 }
 
 /* Write the samples of every address that got somewhere, and end the run
- * with the worst result. */
+ * with the first failure (success needs every address). */
 static void probe_report(struct tls_probe *p, enum probe_fail override)
 {
 	struct probe_run *run = p->run;
 	enum probe_fail fail = PROBE_OK;
 	enum probe_stage stage = PROBE_STAGE_DONE;
-	size_t first = 0;
 
-	/* sequential mode reports the address that gave the answer; earlier
-	 * refused ones are not part of it */
-	if (!p->m->every_address && p->next > 0)
-		first = p->next - 1;
-	for (size_t i = first; i < p->next; i++) {
+	for (size_t i = 0; i < p->nhosts; i++) {
+		tls_report_host(run, &p->hosts[i]);
+		if (p->hosts[i].fail != PROBE_OK && fail == PROBE_OK) {
+			fail = p->hosts[i].fail;
+			stage = PROBE_STAGE_RESOLVE;
+		}
+	}
+	for (size_t i = 0; i < p->nconns; i++) {
 		struct tls_conn *c = &p->conns[i];
 
+		if (!c->started || c->superseded)
+			continue;
 		if (!c->finished) {	/* cut off by the deadline */
 			c->finished = true;
 			c->fail = override;
 			conn_close(c);
 		}
-		emit_conn(run, c);
+		tls_report_conn(run, c);
 		if (c->fail != PROBE_OK && fail == PROBE_OK) {
 			fail = c->fail;
 			stage = c->stage;
@@ -747,20 +975,20 @@ static void probe_report(struct tls_probe *p, enum probe_fail override)
 	}
 	if (override != PROBE_OK && fail == PROBE_OK)
 		fail = override;
-	if (stage < run->stage)
-		run->stage = stage;
+	run->stage = stage;
 	probe_done(run, fail);
 }
 
 static void probe_finish_if_idle(struct tls_probe *p)
 {
-	if (p->run->done || p->active > 0)
+	if (p->run->done || p->active > 0 || !p->conns || p->starting)
 		return;
-	/* every_address starts all connections in one go: one that failed
-	 * at once must not end the run before the others started */
-	if (p->m->every_address && p->next < p->nconns)
-		return;
-	p->run->stage = PROBE_STAGE_DONE;
+	/* every_address starts a host's connections in one go: one that
+	 * failed at once must not end the run before the others started */
+	for (size_t i = 0; i < p->nhosts; i++)
+		if (p->m->every_address &&
+		    p->hosts[i].next < p->hosts[i].first + p->hosts[i].n)
+			return;
 	probe_report(p, PROBE_OK);
 }
 
@@ -772,8 +1000,12 @@ static void tls_cancel(struct probe_run *run, enum probe_fail why)
 		probe_done(run, why);
 		return;
 	}
-	dns_cancel(&p->q);
-	if (p->nconns == 0) {
+	dns_cancel(&p->srvq);
+	for (size_t i = 0; i < p->nhosts; i++)
+		dns_cancel(&p->hosts[i].q);
+	if (!p->conns) {	/* still resolving */
+		for (size_t i = 0; i < p->nhosts; i++)
+			tls_report_host(run, &p->hosts[i]);
 		probe_done(run, why);
 		return;
 	}
@@ -786,11 +1018,15 @@ static void tls_release(struct probe_run *run)
 
 	if (!p)
 		return;
-	dns_cancel(&p->q);
+	dns_cancel(&p->srvq);
+	for (size_t i = 0; i < p->nhosts; i++)
+		dns_cancel(&p->hosts[i].q);
 	for (size_t i = 0; i < p->nconns; i++) {
 		conn_close(&p->conns[i]);
 		sk_X509_pop_free(p->conns[i].sent, X509_free);
+		sk_X509_pop_free(p->conns[i].verified, X509_free);
 	}
+	xfree(p->conns);
 	xfree(p);
 	run->priv = NULL;
 }

@@ -57,7 +57,7 @@ static void hex_lower(char *dst, const unsigned char *p, size_t n)
 	dst[2 * n] = '\0';
 }
 
-static void serial_hex(const ASN1_INTEGER *a, char *dst, size_t len)
+void x509_serial_hex(const ASN1_INTEGER *a, char *dst, size_t len)
 {
 	static const char hx[] = "0123456789ABCDEF";
 	const unsigned char *p = ASN1_STRING_get0_data(a);
@@ -276,7 +276,7 @@ int x509_facts_init(struct x509_facts *f, X509 *x)
 		     sizeof(f->subject_cn));
 	x509_name_cn(X509_get_issuer_name(x), f->issuer_cn,
 		     sizeof(f->issuer_cn));
-	serial_hex(X509_get0_serialNumber(x), f->serial, sizeof(f->serial));
+	x509_serial_hex(X509_get0_serialNumber(x), f->serial, sizeof(f->serial));
 	f->dates_ok = x509_time_to_unix(X509_get0_notBefore(x),
 					&f->not_before) == 0 &&
 		      x509_time_to_unix(X509_get0_notAfter(x),

@@ -47,6 +47,10 @@ int x509_time_to_unix(const ASN1_TIME *t, int64_t *out);
 /* Does the signature algorithm name denote a weak hash? */
 bool x509_sig_alg_weak(const char *sig_alg);
 
+/* Serial number as uppercase hex, the way `openssl x509 -serial` prints
+ * it ("-" in front of a negative one). */
+void x509_serial_hex(const ASN1_INTEGER *a, char *dst, size_t len);
+
 /* The first CN of a name as UTF-8 ("" if none). */
 void x509_name_cn(const X509_NAME *name, char *dst, size_t len);
 

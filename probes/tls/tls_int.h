@@ -1,0 +1,103 @@
+/* Internal state of the tls probe, shared by tls.c (configuration and the
+ * connection state machine) and tls_report.c (what a finished run
+ * reports). Not for other probes. */
+#ifndef PKI_TLS_INT_H
+#define PKI_TLS_INT_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "probes/probe.h"
+#include "probes/tls/starttls.h"
+
+#define TLS_HOSTS_MAX 16	/* SRV records probed per target */
+#define TLS_ADDRS_MAX 16	/* addresses per host */
+
+struct tls_module {
+	SSL_CTX *ctx;		/* one per module: trust store loaded once */
+	/* Self-signed anchors only, to tell whether a chain is complete as
+	 * sent; NULL when the verification store holds nothing else. */
+	X509_STORE *roots;
+	bool every_address;
+	int family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
+	enum starttls_proto starttls;
+	char *srv;		/* service label, "_sipfederationtls._tcp" */
+	char *dns_csv;		/* module DNS servers (c-ares form) or NULL */
+	char *server_name;
+	char *ca_file;
+	char *client_cert;
+	char *client_key;
+};
+
+struct tls_target {
+	char host[256];		/* name or IP literal (not for SRV) */
+	unsigned port;
+	bool is_ip;
+	struct sockaddr_storage ip;	/* when is_ip */
+	socklen_t iplen;
+	char srv_name[320];	/* full SRV name to discover, or "" */
+};
+
+/* One name to connect to: the target's host, or one SRV record. */
+struct tls_host {
+	struct tls_probe *p;
+	char name[256];
+	unsigned port, priority, weight;
+	bool from_srv;
+	struct dns_query *q;
+	struct sockaddr_storage addrs[TLS_ADDRS_MAX];
+	socklen_t addrlens[TLS_ADDRS_MAX];
+	size_t naddrs;
+	enum probe_fail fail;	/* resolution failed */
+	size_t first, n;	/* its connections: p->conns[first, first+n) */
+	size_t next;		/* next connection to start */
+};
+
+struct tls_conn {
+	struct tls_probe *p;
+	struct tls_host *h;
+	struct loop_io io;
+	int fd;
+	SSL *ssl;
+	struct starttls *st;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char address[INET6_ADDRSTRLEN + 8];
+	enum probe_stage stage;
+	enum probe_fail fail;
+	bool started, finished;
+	bool superseded;	/* a later address of its host was tried */
+	bool handshake_ok;
+	char version[16];
+	char cipher[64];
+	char starttls_err[200];
+	long verify;		/* X509_V_OK or an X509_V_ERR_* */
+	bool cert_requested;	/* the server sent a CertificateRequest */
+	unsigned ca_names;	/* CA names in it */
+	size_t ca_names_bytes;	/* their DER size, summed */
+	STACK_OF(X509) *sent;	/* as the server sent them, owned */
+	STACK_OF(X509) *verified;	/* the verified chain, owned */
+};
+
+struct tls_probe {
+	struct probe_run *run;
+	const struct tls_module *m;
+	const struct tls_target *t;
+	struct dns_query *srvq;
+	struct tls_host hosts[TLS_HOSTS_MAX];
+	size_t nhosts;
+	size_t pending;		/* host lookups in flight */
+	struct tls_conn *conns;
+	size_t nconns;
+	size_t active;		/* connections in flight */
+	bool starting;		/* probe_connect is still starting hosts */
+};
+
+/* tls_report.c: write every sample of a finished run. */
+void tls_report_host(struct probe_run *run, const struct tls_host *h);
+void tls_report_conn(struct probe_run *run, const struct tls_conn *c);
+
+#endif
