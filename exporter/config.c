@@ -617,10 +617,10 @@ static int add_target(struct config *cfg, size_t *cap,
 	size_t *slot;
 	char err[256] = "";
 
-	if (target_set_grow(seen, cfg))
+	if (seen && target_set_grow(seen, cfg))
 		return -ENOMEM;
-	slot = target_slot(seen, cfg, m, name);
-	if (*slot) {
+	slot = seen ? target_slot(seen, cfg, m, name) : NULL;
+	if (slot && *slot) {
 		errbuf_add(eb, at, "target '%s' is listed twice for module '%s'",
 			   name, m->name);
 		return -EINVAL;
@@ -641,8 +641,10 @@ static int add_target(struct config *cfg, size_t *cap,
 		return -ENOMEM;
 	}
 	cfg->ntargets++;
-	*slot = cfg->ntargets;
-	seen->n++;
+	if (slot) {
+		*slot = cfg->ntargets;
+		seen->n++;
+	}
 	return 0;
 }
 
@@ -732,7 +734,7 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 			 struct errbuf *eb)
 {
 	struct target_set seen = {0};
-	size_t cap = 0;
+	size_t *cap = &cfg->captargets;
 	int rc = 0;
 
 	if (!cfg_is_seq(n)) {
@@ -774,7 +776,7 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 		if (!have_module)
 			errbuf_add(eb, &g, "targets: entry has no 'module'");
 		if (tf.node) {
-			rc = load_targets_file(cfg, &cap, &seen, m, &tf, eb);
+			rc = load_targets_file(cfg, cap, &seen, m, &tf, eb);
 			if (rc == -ENOMEM)
 				goto out;
 			rc = 0;
@@ -799,7 +801,7 @@ static int parse_targets(const struct cfg_node *n, struct config *cfg,
 				errbuf_add(eb, &item, "target must be a non-empty string");
 				continue;
 			}
-			if (m && add_target(cfg, &cap, &seen, m, s, &item, eb) ==
+			if (m && add_target(cfg, cap, &seen, m, s, &item, eb) ==
 					 -ENOMEM) {
 				rc = -ENOMEM;
 				goto out;
@@ -877,21 +879,54 @@ static void check_duplicate_keys(yaml_document_t *doc, yaml_node_t *y,
 
 int config_load(const char *file, struct config **out, struct errbuf *eb)
 {
-	struct config *cfg = NULL;
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	bool have_doc = false;
-	char *text = NULL, *tmp;
 	size_t len = 0;
-	struct cfg_node root;
-	int rc = -EINVAL;
-	unsigned before = eb->count;
+	char *text;
+	int rc;
 
 	*out = NULL;
 	eb->file = file;
 	text = read_file(file, &len, eb);
 	if (!text)
 		return -EINVAL;
+	rc = config_load_text(file, text, len, out, eb);
+	xfree(text);
+	return rc;
+}
+
+int config_add_target(struct config *cfg, const char *module,
+		      const char *target, char *err, size_t errlen)
+{
+	const struct cfg_module *m = config_module(cfg, module);
+	struct errbuf eb;
+	int rc;
+
+	if (!m) {
+		snprintf(err, errlen, "unknown module '%s'", module);
+		return -EINVAL;
+	}
+	errbuf_init(&eb, NULL);
+	rc = add_target(cfg, &cfg->captargets, NULL, m, target, NULL, &eb);
+	/* eb holds "-: reason\n" (no file, no position) */
+	snprintf(err, errlen, "%s", eb.b.len > 3 ? errbuf_str(&eb) + 3 : "");
+	err[strcspn(err, "\n")] = '\0';
+	errbuf_cleanup(&eb);
+	return rc;
+}
+
+int config_load_text(const char *file, const char *text, size_t len,
+		     struct config **out, struct errbuf *eb)
+{
+	struct config *cfg = NULL;
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	bool have_doc = false;
+	char *tmp;
+	struct cfg_node root;
+	int rc = -EINVAL;
+	unsigned before = eb->count;
+
+	*out = NULL;
+	eb->file = file;
 
 	cfg = xcalloc(1, sizeof(*cfg));
 	if (!cfg)
@@ -975,7 +1010,6 @@ nomem:
 out:
 	if (have_doc)
 		yaml_document_delete(&doc);
-	xfree(text);
 	if (rc) {
 		config_free(cfg);
 		return rc;

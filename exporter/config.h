@@ -109,12 +109,22 @@ struct config {
 	size_t nmodules;
 	struct cfg_target *targets;
 	size_t ntargets;
+	size_t captargets;
 };
 
 /* Load and validate `file`. On success *out is a new config (refs = 1).
  * On failure every problem is in `eb` and -EINVAL is returned. */
 int config_load(const char *file, struct config **out, struct errbuf *eb);
+/* The same from text in memory; `name` stands for the file in messages
+ * and relative paths are relative to the current directory. */
+int config_load_text(const char *name, const char *text, size_t len,
+		     struct config **out, struct errbuf *eb);
 void config_free(struct config *cfg);
+
+/* Add one target to a loaded config (for the check command); the reason
+ * of a refusal goes to err. No duplicate check. */
+int config_add_target(struct config *cfg, const char *module,
+		      const char *target, char *err, size_t errlen);
 
 const struct cfg_module *config_module(const struct config *cfg,
 				       const char *name);

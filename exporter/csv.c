@@ -270,7 +270,11 @@ int partners_load(const char *path, struct partner_row **rowsp, size_t *np,
 		rows[n].line = at;
 		rows[n].type = t;
 		rows[n].target = target;
+		rows[n].domain = xstrdup(fields[0]);
+		rows[n].port = xstrdup(nf > 2 ? fields[2] : "");
 		n++;
+		if (!rows[n - 1].domain || !rows[n - 1].port)
+			goto nomem;
 	}
 	buf_cleanup(&text);
 	*rowsp = rows;
@@ -284,7 +288,10 @@ nomem:
 
 void partner_rows_free(struct partner_row *rows, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		xfree(rows[i].target);
+		xfree(rows[i].domain);
+		xfree(rows[i].port);
+	}
 	xfree(rows);
 }

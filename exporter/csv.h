@@ -25,6 +25,8 @@ struct partner_row {
 	unsigned line;		/* 1-based line in the file */
 	enum partner_type type;
 	char *target;		/* the probe target string, owned */
+	char *domain;		/* the row as written, owned */
+	char *port;		/* "" when empty, owned */
 };
 
 const char *partner_type_str(enum partner_type t);

@@ -110,7 +110,7 @@ static enum MHD_Result serve_scrape(struct http *h, struct MHD_Connection *c,
 
 	expo_set_init(&set, HTTP_MAX_BODY);
 	rc = scrape_run(cfg, idx, n, loop_now() + (int64_t)(budget * 1e9), &set,
-			&st);
+			&st, NULL);
 	if (rc == 0 && self) {
 		scrape_stats_emit(&st, &set);
 		app_emit_self(h->app, &set);

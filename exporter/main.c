@@ -9,6 +9,7 @@
 #include <openssl/crypto.h>
 
 #include "app.h"
+#include "check.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
 		"and exit (0 valid, 1 invalid)\n"
 		"  --version                   print version and exit\n"
 		"  -h, --help                  show this help\n"
+		"\n"
+		"  pki_exporter check --help   one-shot report for a person\n"
 		"\n"
 		"Signals: SIGHUP reloads the configuration; SIGTERM and "
 		"SIGINT stop.\n");
@@ -131,6 +134,14 @@ int main(int argc, char **argv)
 	sigset_t sigs;
 	int rc, sig;
 
+	if (argc > 1 && strcmp(argv[1], "check") == 0) {
+		if (dns_global_init() || curl_global_init(CURL_GLOBAL_DEFAULT))
+			return 2;
+		rc = check_main(argc - 1, argv + 1);
+		curl_global_cleanup();
+		dns_global_cleanup();
+		return rc;
+	}
 	if (parse_flags(argc, argv, &fl))
 		return 2;
 	if (fl.help) {

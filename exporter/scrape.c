@@ -166,6 +166,8 @@ void probe_done(struct probe_run *run, enum probe_fail fail)
 		expo_add(s->out, &M_FAILURE, run->order, 1, "module", mod,
 			 "target", tgt, "stage", probe_stage_str(run->stage),
 			 "reason", probe_fail_str(fail), NULL);
+	if (run->observer)
+		run->observer->fn(run->observer->arg, run);
 	if (run->start) {
 		s->running--;
 		s->stats->finished++;
@@ -257,6 +259,7 @@ struct shard {
 	size_t first, stride, n;
 	int64_t deadline;
 	unsigned concurrency;
+	const struct probe_observer *obs;
 	struct expo_set out;
 	struct scrape_stats stats;
 	int rc;
@@ -297,6 +300,7 @@ static void *shard_main(void *arg)
 		run->module = run->target->module;
 		run->order = (uint32_t)t;
 		run->scrape = &s;
+		run->observer = sh->obs;
 		loop_timer_init(&run->timer, run_on_timer, run);
 	}
 
@@ -379,7 +383,7 @@ static size_t shard_count(size_t n, unsigned concurrency)
 
 int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 	       int64_t deadline, struct expo_set *out,
-	       struct scrape_stats *stats)
+	       struct scrape_stats *stats, const struct probe_observer *obs)
 {
 	struct shard sh[SCRAPE_MAX_SHARDS];
 	size_t w = shard_count(n, cfg->global.concurrency);
@@ -395,6 +399,7 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 		sh[i].stride = w;
 		sh[i].n = n > i ? (n - i + w - 1) / w : 0;
 		sh[i].deadline = deadline;
+		sh[i].obs = obs;
 		/* the cap is global to the scrape: split it */
 		sh[i].concurrency = (unsigned)((cfg->global.concurrency + w - 1 - i) / w);
 		expo_set_init(&sh[i].out, out->max_bytes);

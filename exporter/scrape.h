@@ -23,11 +23,14 @@ struct scrape_stats {
 };
 
 /* Run `n` targets of `cfg` (indexes into cfg->targets) and append their
- * samples to `out`. `deadline` is an absolute loop_now() time. Returns 0
+ * samples to `out`. `deadline` is an absolute loop_now() time. `obs`
+ * (may be NULL) sees each run as it ends. Returns 0
  * or -ENOMEM/-errno for engine failures (probe failures are data). */
+struct probe_observer;
+
 int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 	       int64_t deadline, struct expo_set *out,
-	       struct scrape_stats *stats);
+	       struct scrape_stats *stats, const struct probe_observer *obs);
 
 /* Samples describing the scrape itself (pki_exporter_scrape_*). */
 void scrape_stats_emit(const struct scrape_stats *st, struct expo_set *out);

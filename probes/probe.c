@@ -2,10 +2,14 @@
 
 #include <string.h>
 
+#include "probes/file/file.h"
+#include "probes/store/store.h"
 #include "probes/tls/tls.h"
 
 static const struct probe_ops *const all_probes[] = {
 	&tls_probe_ops,
+	&store_probe_ops,
+	&file_probe_ops,
 };
 
 const struct probe_ops *probe_find(const char *name)

@@ -55,6 +55,16 @@ enum probe_fail {
 const char *probe_stage_str(enum probe_stage s);
 const char *probe_fail_str(enum probe_fail f);
 
+/* Someone who wants a probe's own result, not just its samples (the check
+ * command): called when a run ends, with run->priv still alive. May be
+ * called from any scrape thread. */
+struct probe_run;
+
+struct probe_observer {
+	void (*fn)(void *arg, const struct probe_run *run);
+	void *arg;
+};
+
 struct probe_run {
 	struct loop *loop;
 	struct expo_set *out;	/* where samples go (the scrape's set) */
@@ -69,6 +79,7 @@ struct probe_run {
 	enum probe_fail fail;
 	bool done;
 	void *priv;		/* the probe's own state */
+	const struct probe_observer *observer;	/* may be NULL */
 	struct scrape *scrape;	/* engine-private */
 	struct loop_timer timer;	/* engine-private: the deadline */
 	struct probe_run *next;	/* engine-private: queue link */

@@ -38,7 +38,7 @@ void file_emit_read_errors(struct expo_set *out, uint32_t order,
 			   enum x509_load_err err)
 {
 	for (int e = X509_LOAD_OK + 1; e < X509_LOAD__COUNT; e++)
-		expo_add(out, &file_m_read_errors, order, err == e ? 1 : 0,
+		expo_add(out, &file_m_read_errors, order, (int)err == e ? 1 : 0,
 			 "module", mod, "target", tgt, "file", file, "reason",
 			 x509_load_err_str(e), NULL);
 }

@@ -310,6 +310,10 @@ static int flush(struct starttls *st, int fd)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 1;
+			/* the same event as EOF on recv, seen from the
+			 * other side: report it the same way */
+			if (errno == EPIPE)
+				return fail(st, "server closed the connection");
 			return fail(st, "send: %s", strerror(errno));
 		}
 		st->outoff += (size_t)n;

@@ -99,5 +99,8 @@ struct tls_probe {
 /* tls_report.c: write every sample of a finished run. */
 void tls_report_host(struct probe_run *run, const struct tls_host *h);
 void tls_report_conn(struct probe_run *run, const struct tls_conn *c);
+/* 1 when the certificates sent reach a self-signed anchor without
+ * fetching anything, 0 when an issuer is missing, -1 on ENOMEM. */
+int tls_chain_complete(const struct tls_conn *c);
 
 #endif

@@ -126,7 +126,7 @@ static int hostname_match(const struct tls_conn *c, X509 *leaf)
 /* Complete as sent: a path from the leaf to a self-signed anchor using only
  * the certificates the server sent. A missing issuer is the only failure
  * that counts; expiry and untrusted roots are other metrics' business. */
-static int chain_complete(const struct tls_conn *c)
+int tls_chain_complete(const struct tls_conn *c)
 {
 	const struct tls_module *m = c->p->m;
 	X509_STORE_CTX *ctx;
@@ -281,7 +281,7 @@ void tls_report_conn(struct probe_run *run, const struct tls_conn *c)
 			 ? "ok"
 			 : X509_verify_cert_error_string(c->verify),
 		 NULL);
-	complete = chain_complete(c);
+	complete = tls_chain_complete(c);
 	if (complete >= 0)
 		expo_add(run->out, &M_COMPLETE, run->order, complete, "module",
 			 mod, "target", tgt, "address", c->address, NULL);

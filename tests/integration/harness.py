@@ -15,6 +15,8 @@ Reusable pieces, imported by tests/integration/test_*.py:
   * Exporter: runs $PKI_EXPORTER with a generated YAML config, scrape helpers.
   * parse_metrics(): a strict Prometheus text-format 0.0.4 parser.
   * PrometheusRunner: a real Prometheus scraping the exporter, query() helper.
+  * EximRunner, SlapdRunner: SMTP and LDAP servers offering STARTTLS (or
+    not), each from a config in its own temp dir, in the foreground.
   * promtool_check_metrics().
 
 Environment:
@@ -47,6 +49,8 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+EXIM = shutil.which("exim4") or "/usr/sbin/exim4"
+SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 
 KEEP = os.environ.get("PKI_TEST_KEEP") == "1"
 
@@ -804,6 +808,139 @@ def dns_query(name, port, qtype=1, server="127.0.0.1", timeout=1.0):
         else:
             answers.append(rdata)
     return rcode, answers
+
+
+# ---------------------------------------------------------------------------
+# STARTTLS servers: exim (SMTP) and slapd (LDAP)
+# ---------------------------------------------------------------------------
+
+def _tls_files(directory, cert, chain):
+    """Copy cert (+ chain, leaf first) and key into directory; (crt, key)."""
+    crt = os.path.join(directory, "server.crt")
+    key = os.path.join(directory, "server.key")
+    with open(crt, "w") as f:
+        f.write(cert.pem())
+        for c in chain:
+            f.write(c.pem())
+    shutil.copyfile(cert.key, key)
+    os.chmod(key, 0o600)
+    return crt, key
+
+
+class EximRunner:
+    """An exim4 SMTP daemon in the foreground on 127.0.0.1:port, with its own
+    config, spool and logs in `directory` (nothing under /etc or /var).
+
+    cert: a CertInfo to offer STARTTLS with (chain: sent after it); None
+    means no STARTTLS in the EHLO reply. It never accepts mail (no ACLs):
+    it exists to be probed. Needs root: exim keeps root for a -C config only
+    when root runs it, and exim_user = root keeps the files readable."""
+
+    def __init__(self, directory, cert=None, chain=(), port=None,
+                 hostname="mail.test"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.cert = cert
+        self.chain = list(chain)
+        self.port = port or free_port()
+        self.hostname = hostname
+        self.proc = None
+
+    def _conf(self):
+        d = self.dir
+        lines = [
+            "primary_hostname = %s" % self.hostname,
+            "daemon_smtp_ports = %d" % self.port,
+            "local_interfaces = 127.0.0.1",
+            "spool_directory = %s/spool" % d,
+            "log_file_path = %s/log/%%slog" % d,
+            "pid_file_path = %s/exim.pid" % d,
+            # exim 4.96 binds a notifier socket named after the spool
+            # directory; none is needed for a daemon that only answers
+            "notifier_socket =",
+            "keep_environment =",
+            "exim_user = root",
+            "exim_group = root",
+            "host_lookup =",
+            "rfc1413_hosts =",
+        ]
+        if self.cert:
+            crt, key = _tls_files(d, self.cert, self.chain)
+            lines += ["tls_advertise_hosts = *",
+                      "tls_certificate = " + crt,
+                      "tls_privatekey = " + key]
+        else:
+            lines.append("tls_advertise_hosts =")
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout=10.0):
+        for sub in ("spool", "log"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        conf = os.path.join(self.dir, "exim.conf")
+        with open(conf, "w") as f:
+            f.write(self._conf())
+        self.proc = start_process([EXIM, "-bdf", "-C", conf], "exim", self.dir)
+        try:
+            wait_port(self.port, timeout, self.proc)
+        except HarnessError as e:
+            raise HarnessError("%s\nexim mainlog/paniclog:\n%s" % (e, self.log()))
+        return self
+
+    def log(self):
+        out = []
+        for name in ("mainlog", "paniclog", "rejectlog"):
+            try:
+                with open(os.path.join(self.dir, "log", name)) as f:
+                    out.append(f.read()[-3000:])
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM)
+            self.proc = None
+
+
+class SlapdRunner:
+    """OpenLDAP slapd in the foreground (-d) on ldap://127.0.0.1:port/ with a
+    slapd.conf in `directory` and no database: enough to answer StartTLS.
+
+    cert: a CertInfo for TLSCertificateFile (chain: appended to it); None
+    leaves TLS unconfigured, and slapd then refuses StartTLS."""
+
+    def __init__(self, directory, cert=None, chain=(), port=None):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.cert = cert
+        self.chain = list(chain)
+        self.port = port or free_port()
+        self.proc = None
+
+    def _conf(self):
+        d = self.dir
+        lines = ["pidfile %s/slapd.pid" % d, "argsfile %s/slapd.args" % d]
+        if self.cert:
+            crt, key = _tls_files(d, self.cert, self.chain)
+            lines += ["TLSCertificateFile " + crt,
+                      "TLSCertificateKeyFile " + key]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout=10.0):
+        conf = os.path.join(self.dir, "slapd.conf")
+        with open(conf, "w") as f:
+            f.write(self._conf())
+        # -d keeps slapd in the foreground; 256 (stats) logs connections
+        argv = [SLAPD, "-d", "256", "-h", "ldap://127.0.0.1:%d/" % self.port,
+                "-f", conf]
+        self.proc = start_process(argv, "slapd", self.dir)
+        wait_port(self.port, timeout, self.proc)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM)
+            self.proc = None
 
 
 # ---------------------------------------------------------------------------

@@ -609,7 +609,8 @@ static void test_pop3_bad(void **state)
 		SEND("+OK\r\n"), EXPECT("STLS\r\n"),
 		SEND("-ERR command not recognized\r\n")};
 	static const struct act greet[] = {SEND("-ERR busy\r\n")};
-	static const struct act eof[] = {SEND("+OK hi\r\n"), CLOSE};
+	static const struct act eof[] = {
+		SEND("+OK hi\r\n"), EXPECT("STLS\r\n"), CLOSE};
 	struct result r;
 
 	(void)state;

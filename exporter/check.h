@@ -1,0 +1,10 @@
+/* `pki_exporter check`: a one-shot report for a person, per endpoint and
+ * address, with the comments UC admins look for. */
+#ifndef PKI_CHECK_H
+#define PKI_CHECK_H
+
+/* argv[0] is "check". Returns the process exit status: 0 when every
+ * endpoint is fine, 1 when any has a problem, 2 for usage errors. */
+int check_main(int argc, char **argv);
+
+#endif
