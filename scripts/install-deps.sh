@@ -11,10 +11,11 @@ export DEBIAN_FRONTEND=noninteractive
 RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl"
 BUILD="build-essential cmake pkg-config git libmicrohttpd-dev libssl-dev \
 libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev"
-# Real servers for the integration tests and the demo, the peer for the
-# benchmark, and promtool/prometheus for the end-to-end checks.
+# Real servers for the integration tests and the demo (exim4 and slapd for
+# STARTTLS; each runs from a temp config, never as a system service), the
+# peer for the benchmark, and promtool/prometheus for the end-to-end checks.
 TEST="openssl python3 curl nginx-light dnsmasq-base prometheus \
-prometheus-blackbox-exporter valgrind procps"
+prometheus-blackbox-exporter valgrind procps exim4-daemon-light slapd"
 
 if [ "${1:-}" = "--runtime" ]; then
 	PKGS="$RUNTIME"
