@@ -219,11 +219,12 @@ int partners_load(const char *path, struct partner_row **rowsp, size_t *np,
 			break;
 	fclose(f);
 	if (text.err) {
+		rc = text.err;
 		buf_printf(skipped, "%s: %s\n", path,
-			   text.err == -E2BIG ? "file larger than 16 MiB"
-					      : "out of memory");
+			   rc == -E2BIG ? "file larger than 16 MiB"
+					: "out of memory");
 		buf_cleanup(&text);
-		return text.err ? text.err : -EIO;
+		return rc;
 	}
 	p = text.data ? text.data : "";
 	len = text.len;
