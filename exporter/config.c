@@ -1066,3 +1066,48 @@ const struct cfg_target *config_target(const struct config *cfg,
 			return &cfg->targets[i];
 	return NULL;
 }
+
+int cfg_parse_file(const char *file,
+		   int (*fn)(const struct cfg_node *root, void *arg,
+			     struct errbuf *eb),
+		   void *arg, struct errbuf *eb)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	struct cfg_node root;
+	size_t len = 0;
+	char *text;
+	unsigned before = eb->count;
+	int rc = -EINVAL;
+
+	eb->file = file;
+	text = read_file(file, &len, eb);
+	if (!text)
+		return -EINVAL;
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		errbuf_at(eb, parser.problem_mark.line + 1,
+			  parser.problem_mark.column + 1, "YAML: %s",
+			  parser.problem ? parser.problem : "syntax error");
+		yaml_parser_delete(&parser);
+		xfree(text);
+		return -EINVAL;
+	}
+	yaml_parser_delete(&parser);
+	root.doc = &doc;
+	root.node = yaml_document_get_root_node(&doc);
+	if (!root.node) {
+		errbuf_add(eb, NULL, "empty file");
+	} else if (!cfg_is_map(&root)) {
+		errbuf_add(eb, &root, "the top level must be a mapping");
+	} else {
+		check_duplicate_keys(&doc, root.node, eb, 0);
+		rc = fn(&root, arg, eb);
+	}
+	if (eb->count != before && rc == 0)
+		rc = -EINVAL;
+	yaml_document_delete(&doc);
+	xfree(text);
+	return rc;
+}

@@ -66,6 +66,14 @@ void cfg_strings_free(char **v, size_t n);
 
 int duration_parse(const char *s, double *out);
 
+/* Parse any YAML file of ours (the web configuration, rule files) with
+ * the same error reporting: fn gets the root mapping. Returns 0 or
+ * -EINVAL with every problem in eb. */
+int cfg_parse_file(const char *file,
+		   int (*fn)(const struct cfg_node *root, void *arg,
+			     struct errbuf *eb),
+		   void *arg, struct errbuf *eb);
+
 struct cfg_global {
 	double scrape_timeout;	/* seconds */
 	unsigned concurrency;

@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+
 #include "buf.h"
 #include "log.h"
 #include "loop.h"
@@ -25,6 +27,7 @@
 struct http {
 	struct MHD_Daemon *d;
 	struct app *app;
+	struct web_config *wc;	/* may be NULL: plain HTTP, no auth */
 	int fd;
 };
 
@@ -249,6 +252,55 @@ static enum MHD_Result serve_landing(struct MHD_Connection *c)
 	return respond(c, MHD_HTTP_OK, CT_HTML, body, strlen(body));
 }
 
+/* The TLS layer asked for a client certificate when client_ca_file is
+ * set; what is required of it is checked here, per request. */
+static bool client_cert_ok(const struct web_config *wc,
+			   struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci;
+	unsigned int n = 0, status = 0;
+	bool given;
+
+	if (!wc->tls || wc->client_auth == WEB_CLIENT_NONE ||
+	    wc->client_auth == WEB_CLIENT_REQUEST)
+		return true;
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session)
+		return false;
+	given = gnutls_certificate_get_peers(ci->tls_session, &n) && n > 0;
+	if (!given)
+		return wc->client_auth == WEB_CLIENT_VERIFY_IF_GIVEN;
+	if (wc->client_auth == WEB_CLIENT_REQUIRE_ANY)
+		return true;
+	return gnutls_certificate_verify_peers2(ci->tls_session, &status) ==
+		       GNUTLS_E_SUCCESS &&
+	       status == 0;
+}
+
+static bool basic_auth_ok(struct web_config *wc, struct MHD_Connection *c,
+			  enum MHD_Result *ret)
+{
+	char *pass = NULL;
+	char *user = MHD_basic_auth_get_username_password(c, &pass);
+	bool ok = user && pass && webcfg_check_user(wc, user, pass);
+	struct MHD_Response *r;
+	static const char body[] = "Unauthorized\n";
+
+	if (user)
+		MHD_free(user);
+	if (pass)
+		MHD_free(pass);
+	if (ok)
+		return true;
+	r = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body,
+					    MHD_RESPMEM_PERSISTENT);
+	*ret = r ? MHD_queue_basic_auth_fail_response(c, "pki_exporter", r)
+		 : MHD_NO;
+	if (r)
+		MHD_destroy_response(r);
+	return false;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 			       const char *url, const char *method,
 			       const char *version, const char *upload,
@@ -267,6 +319,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 	if (*upload_size) {
 		*upload_size = 0;	/* a reload takes no body: drop it */
 		return MHD_YES;
+	}
+	if (h->wc) {
+		enum MHD_Result r;
+
+		if (!client_cert_ok(h->wc, c))
+			return respond_text(c, MHD_HTTP_FORBIDDEN,
+					    "a valid client certificate is "
+					    "required\n");
+		if (h->wc->nusers && !basic_auth_ok(h->wc, c, &r))
+			return r;
 	}
 
 	if (strcmp(url, "/-/reload") == 0) {
@@ -371,28 +433,47 @@ static int listen_socket(const char *addr, int *fdp)
 	return 0;
 }
 
-int http_start(struct app *a, const char *addr, struct http **out)
+int http_start(struct app *a, const char *addr, struct web_config *wc,
+	       struct http **out)
 {
 	struct http *h = xcalloc(1, sizeof(*h));
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
+			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+	struct MHD_OptionItem tls_opts[5];
+	size_t k = 0;
 	int rc;
 
 	if (!h)
 		return -ENOMEM;
 	h->app = a;
+	h->wc = wc;
 	rc = listen_socket(addr, &h->fd);
 	if (rc) {
 		xfree(h);
 		return rc;
 	}
+	if (wc && wc->tls) {
+		flags |= MHD_USE_TLS;
+		tls_opts[k++] = (struct MHD_OptionItem){
+			MHD_OPTION_HTTPS_MEM_CERT, 0, wc->cert_pem};
+		tls_opts[k++] = (struct MHD_OptionItem){
+			MHD_OPTION_HTTPS_MEM_KEY, 0, wc->key_pem};
+		tls_opts[k++] = (struct MHD_OptionItem){
+			MHD_OPTION_HTTPS_PRIORITIES, 0, wc->priorities};
+		if (wc->client_ca_pem)
+			tls_opts[k++] = (struct MHD_OptionItem){
+				MHD_OPTION_HTTPS_MEM_TRUST, 0,
+				wc->client_ca_pem};
+	}
+	tls_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	/* A thread per connection: each scrape blocks its own thread on its
 	 * own event loop, so a slow scrape never delays /-/healthy. */
 	h->d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-			MHD_USE_ERROR_LOG,
-		0, NULL, NULL, handler, h, MHD_OPTION_LISTEN_SOCKET, h->fd,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
+		flags, 0, NULL, NULL, handler, h, MHD_OPTION_LISTEN_SOCKET,
+		h->fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY,
+		tls_opts, MHD_OPTION_END);
 	if (!h->d) {
 		close(h->fd);
 		xfree(h);

@@ -5,11 +5,14 @@
 #define PKI_HTTP_H
 
 #include "app.h"
+#include "webcfg.h"
 
 struct http;
 
-/* addr: "host:port", "[v6]:port" or ":port" (all interfaces). */
-int http_start(struct app *a, const char *addr, struct http **out);
+/* addr: "host:port", "[v6]:port" or ":port" (all interfaces). wc (may be
+ * NULL) is borrowed for the server's lifetime. */
+int http_start(struct app *a, const char *addr, struct web_config *wc,
+	       struct http **out);
 void http_stop(struct http *h);
 
 /* Seconds a scrape may take given the Prometheus header (may be NULL)

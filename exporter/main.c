@@ -12,6 +12,7 @@
 #include "check.h"
 #include "config.h"
 #include "http.h"
+#include "webcfg.h"
 #include "log.h"
 #include "probes/dns/dns.h"
 
@@ -20,6 +21,7 @@ struct flags {
 	const char *listen;
 	const char *log_level;
 	const char *log_format;
+	const char *web_config;
 	bool check;
 	bool version;
 	bool help;
@@ -42,6 +44,8 @@ static void usage(FILE *f)
 		"(default: info)\n"
 		"  --log.format=FORMAT         logfmt or json (default: "
 		"logfmt)\n"
+		"  --web.config.file=FILE      TLS and basic auth for this "
+		"endpoint (exporter-toolkit format)\n"
 		"  --config.check              validate the configuration "
 		"and exit (0 valid, 1 invalid)\n"
 		"  --version                   print version and exit\n"
@@ -65,6 +69,7 @@ static int parse_flags(int argc, char **argv, struct flags *fl)
 		{"web.listen-address", offsetof(struct flags, listen)},
 		{"log.level", offsetof(struct flags, log_level)},
 		{"log.format", offsetof(struct flags, log_format)},
+		{"web.config.file", offsetof(struct flags, web_config)},
 	};
 
 	for (int i = 1; i < argc; i++) {
@@ -131,6 +136,7 @@ int main(int argc, char **argv)
 	struct errbuf eb;
 	struct app app;
 	struct http *http = NULL;
+	struct web_config *wc = NULL;
 	sigset_t sigs;
 	int rc, sig;
 
@@ -216,10 +222,23 @@ int main(int argc, char **argv)
 	}
 	errbuf_cleanup(&eb);
 
-	rc = http_start(&app, fl.listen, &http);
+	if (fl.web_config) {
+		errbuf_init(&eb, NULL);
+		if (webcfg_load(fl.web_config, &wc, &eb)) {
+			fputs(errbuf_str(&eb), stderr);
+			log_err("http", "cannot load --web.config.file %s",
+				fl.web_config);
+			errbuf_cleanup(&eb);
+			app_cleanup(&app);
+			return 1;
+		}
+		errbuf_cleanup(&eb);
+	}
+	rc = http_start(&app, fl.listen, wc, &http);
 	if (rc) {
 		log_err("http", "cannot listen on %s: %s", fl.listen,
 			strerror(-rc));
+		webcfg_free(wc);
 		app_cleanup(&app);
 		return 1;
 	}
@@ -244,6 +263,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	http_stop(http);	/* waits for in-flight requests */
+	webcfg_free(wc);
 	app_cleanup(&app);
 	curl_global_cleanup();
 	dns_global_cleanup();

@@ -10,7 +10,8 @@ export DEBIAN_FRONTEND=noninteractive
 
 RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl"
 BUILD="build-essential cmake pkg-config git libmicrohttpd-dev libssl-dev \
-libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev"
+libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev \
+libgnutls28-dev libcrypt-dev"
 # Real servers for the integration tests and the demo (exim4 and slapd for
 # STARTTLS; each runs from a temp config, never as a system service), the
 # peer for the benchmark, and promtool/prometheus for the end-to-end checks.

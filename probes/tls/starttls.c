@@ -29,7 +29,7 @@
 #define TOTAL_MAX 65536		/* all plaintext read before TLS */
 #define OUT_MAX 512		/* longest command: the XMPP stream header */
 #define ERR_MAX 200		/* starttls_error(), NUL included */
-#define EXCERPT_MAX 64		/* bytes of a server reply quoted in a reason */
+#define EXCERPT_MAX 64		/* server bytes quoted in a reason */
 #define HOST_MAX 255
 
 enum phase {
@@ -37,8 +37,8 @@ enum phase {
 	PH_EHLO,		/* SMTP: the EHLO reply (capabilities) */
 	PH_REPLY,		/* the reply to the STARTTLS command itself */
 	PH_FEATURES,		/* XMPP: stream header and features */
-	PH_PROCEED,		/* XMPP: after <starttls/>, until <proceed/> */
-	PH_PROCEED_END,		/* XMPP: </proceed> of a non-empty <proceed> */
+	PH_PROCEED,		/* XMPP: <starttls/> sent, until <proceed> */
+	PH_PROCEED_END,		/* XMPP: </proceed> after <proceed> */
 	PH_STREAM_ERROR,	/* XMPP: the condition inside <stream:error> */
 	PH_DONE,
 	PH_FAILED,
@@ -59,7 +59,7 @@ struct starttls {
 	size_t unitlen;
 	size_t total;		/* plaintext bytes consumed so far */
 
-	int ml_code;		/* SMTP/FTP: code of an open multi-line reply */
+	int ml_code;		/* FTP: code of an open multi-line reply */
 	bool has_starttls;	/* SMTP: seen in the EHLO reply */
 
 	/* XMPP: where the scanner is inside the markup, kept across
@@ -192,7 +192,7 @@ static bool host_usable(const char *h)
 	return true;
 }
 
-/* Queue a command; the caller has made sure it fits. */
+/* Queue a command: it goes out before anything more is read. */
 static int queue(struct starttls *st, const void *p, size_t n)
 {
 	if (n > sizeof(st->out))
@@ -662,8 +662,8 @@ static int xmpp_unit(struct starttls *st)
 	 * recognising every prefix a server may give the features. */
 	if (strstr(u, "<starttls")) {
 		st->phase = PH_PROCEED;
-		return queuef(st,
-			      "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+		return queuef(st, "<starttls "
+				  "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
 	}
 	if (strstr(u, "</stream:features") ||
 	    (strstr(u, "<stream:features") && self_closed(st)))
@@ -774,7 +774,8 @@ static int ldap_header(struct starttls *st)
 	if (st->len_known)
 		return 1;
 	if (u[0] != 0x30)
-		return fail(st, "not an LDAP message (first byte 0x%02x)", u[0]);
+		return fail(st, "not an LDAP message (first byte 0x%02x)",
+			    u[0]);
 	if (!(u[1] & 0x80)) {
 		len = u[1];
 	} else {

@@ -264,11 +264,10 @@ static int load_p12(PKCS12 *p12, const char *password, struct x509_loaded *l)
 			set_err(l, X509_LOAD_UNRECOGNISED);
 			return 0;
 		}
-		if (password) {
-			if (!PKCS12_verify_mac(p12, password, -1)) {
-				set_err(l, X509_LOAD_BAD_PASSWORD);
-				return 0;
-			}
+		/* a module's password also covers unprotected files of
+		 * the same glob: fall back to none */
+		if (password && PKCS12_verify_mac(p12, password, -1)) {
+			pass = password;
 		} else if (PKCS12_verify_mac(p12, NULL, 0)) {
 			pass = NULL;
 		} else if (PKCS12_verify_mac(p12, "", 0)) {
@@ -408,7 +407,7 @@ int x509_load_file(const char *path, const char *password, size_t max_bytes,
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd == -1) {
 		out->err = x509_load_errno(errno);
-		return 0;
+		goto out;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
 		out->err = X509_LOAD_READ_ERROR;

@@ -407,6 +407,55 @@ def read_cert_facts(cert_path):
     return facts
 
 
+def pem_certs_der(path):
+    """The DER bytes of every certificate in a PEM file, in file order."""
+    import base64
+    with open(path) as f:
+        text = f.read()
+    return [base64.b64decode("".join(m.group(1).split()))
+            for m in re.finditer(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----",
+                                 text, re.S)]
+
+
+def der_tlv(data, off=0):
+    """One DER TLV at data[off]: (tag, header_len, content_len); DER only
+    (definite lengths), single-byte tags."""
+    tag = data[off]
+    ln = data[off + 1]
+    if ln < 0x80:
+        return tag, 2, ln
+    n = ln & 0x7F
+    if n == 0 or n > 4:
+        raise ValueError("not DER: length form 0x%02x at %d" % (ln, off))
+    return tag, 2 + n, int.from_bytes(data[off + 2:off + 2 + n], "big")
+
+
+def der_cert_subject(der):
+    """The DER encoding (whole TLV) of a certificate's subject Name, found
+    with a minimal ASN.1 walk: Certificate SEQUENCE { tbsCertificate
+    SEQUENCE { [0] version OPTIONAL, serialNumber, signature, issuer,
+    validity, subject, ... } }."""
+    tag, hl, _ = der_tlv(der, 0)
+    if tag != 0x30:
+        raise ValueError("not a certificate")
+    off = hl                                  # into Certificate
+    tag, hl, _ = der_tlv(der, off)
+    if tag != 0x30:
+        raise ValueError("no tbsCertificate")
+    off += hl                                 # into tbsCertificate
+    fields = []
+    for _ in range(6):
+        tag, hl, ln = der_tlv(der, off)
+        fields.append((tag, off, hl + ln))
+        off += hl + ln
+    if fields[0][0] == 0xA0:                  # explicit version present
+        fields = fields[1:]
+    tag, start, size = fields[4]              # serial, sigalg, issuer, validity, subject
+    if tag != 0x30:
+        raise ValueError("subject is not a SEQUENCE")
+    return der[start:start + size]
+
+
 _CA_CNF = """\
 [ ca ]
 default_ca = CA_default
@@ -435,17 +484,23 @@ subjectKeyIdentifier = hash
 [ ext_leaf ]
 basicConstraints = critical,CA:false
 keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth,clientAuth
+{leaf_eku}
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 {san}
+{extra}
 [ ext_self ]
 basicConstraints = critical,CA:false
 keyUsage = critical,digitalSignature,keyEncipherment
-extendedKeyUsage = serverAuth
+{self_eku}
 subjectKeyIdentifier = hash
 {san}
+{extra}
 """
+
+
+def _eku_line(eku):
+    return "extendedKeyUsage = " + eku if eku else ""
 
 
 class PKI:
@@ -484,7 +539,13 @@ class PKI:
         return d
 
     def _sign(self, name, cn, key_path, issuer, extensions, sans,
-              not_before, not_after, serial, subject_extra=""):
+              not_before, not_after, serial, subject_extra="", md=None,
+              eku=None, extra_ext=()):
+        """md: digest for the signature (`openssl ca -md`, e.g. "sha1",
+        "md5"; default sha256). eku: extendedKeyUsage value of ext_leaf /
+        ext_self (None = the section's default, "" = no EKU extension).
+        extra_ext: more extension lines, e.g.
+        "crlDistributionPoints = URI:http://crl.test/x.crl"."""
         csr = os.path.join(self.dir, name + ".csr")
         subj = "/CN=" + subj_escape(cn) + subject_extra
         run([OPENSSL, "req", "-new", "-utf8", "-key", key_path, "-subj", subj,
@@ -495,7 +556,10 @@ class PKI:
             san_line = "subjectAltName = " + ",".join(sans)
         cnf = os.path.join(ca_dir, "ca-%s.cnf" % name)
         with open(cnf, "w") as f:
-            f.write(_CA_CNF.format(dir=ca_dir, san=san_line))
+            f.write(_CA_CNF.format(
+                dir=ca_dir, san=san_line, extra="\n".join(extra_ext),
+                leaf_eku=_eku_line("serverAuth,clientAuth" if eku is None else eku),
+                self_eku=_eku_line("serverAuth" if eku is None else eku)))
         if serial is None:
             serial = "%02X%s" % (random.randint(0x10, 0x7F),
                                  "".join("%02X" % random.randint(0, 255) for _ in range(15)))
@@ -507,6 +571,8 @@ class PKI:
                 "-startdate", openssl_time(not_before),
                 "-enddate", openssl_time(not_after),
                 "-extfile", cnf, "-extensions", extensions]
+        if md:
+            argv += ["-md", md]
         if issuer is None:
             argv += ["-selfsign", "-keyfile", key_path]
         else:
@@ -525,42 +591,49 @@ class PKI:
 
     # -- public makers --------------------------------------------------------
     def root_ca(self, name="root", cn="PKI Test Root CA", key="rsa",
-                not_before=None, not_after=None, serial=None):
+                not_before=None, not_after=None, serial=None, md=None):
         now = utc_now()
         nb = now - 30 * 86400 if not_before is None else not_before
         na = now + 3650 * 86400 if not_after is None else not_after
         k = self.make_key(name, key)
-        return self._sign(name, cn, k, None, "ext_root", None, nb, na, serial)
+        return self._sign(name, cn, k, None, "ext_root", None, nb, na, serial, md=md)
 
     def intermediate_ca(self, issuer, name="intermediate", cn="PKI Test Intermediate CA",
-                        key="ec", not_before=None, not_after=None, serial=None):
+                        key="ec", not_before=None, not_after=None, serial=None, md=None):
         now = utc_now()
         nb = now - 20 * 86400 if not_before is None else not_before
         na = now + 1825 * 86400 if not_after is None else not_after
         k = self.make_key(name, key)
-        return self._sign(name, cn, k, issuer, "ext_ca", None, nb, na, serial)
+        return self._sign(name, cn, k, issuer, "ext_ca", None, nb, na, serial, md=md)
 
     def leaf(self, issuer, name, cn, sans=(), key="ec", not_before=None,
-             not_after=None, serial=None):
+             not_after=None, serial=None, md=None, eku=None, extra_ext=()):
         """A server certificate signed by `issuer`.
-        sans: e.g. ["DNS:a.test", "IP:127.0.0.1"]."""
+        sans: e.g. ["DNS:a.test", "IP:127.0.0.1"] (empty: no SAN extension).
+        md, eku, extra_ext: see _sign (EKU default serverAuth,clientAuth)."""
         now = utc_now()
         nb = now - 86400 if not_before is None else not_before
         na = now + 90 * 86400 if not_after is None else not_after
         k = self.make_key(name, key)
-        return self._sign(name, cn, k, issuer, "ext_leaf", list(sans), nb, na, serial)
+        return self._sign(name, cn, k, issuer, "ext_leaf", list(sans), nb, na, serial,
+                          md=md, eku=eku, extra_ext=extra_ext)
 
     def self_signed(self, name, cn, sans=(), key="ec", not_before=None,
-                    not_after=None, serial=None):
+                    not_after=None, serial=None, md=None, eku=None, extra_ext=()):
         now = utc_now()
         nb = now - 86400 if not_before is None else not_before
         na = now + 365 * 86400 if not_after is None else not_after
         k = self.make_key(name, key)
-        return self._sign(name, cn, k, None, "ext_self", list(sans), nb, na, serial)
+        return self._sign(name, cn, k, None, "ext_self", list(sans), nb, na, serial,
+                          md=md, eku=eku, extra_ext=extra_ext)
 
     def chain_file(self, name, certs):
         """Concatenate PEMs (leaf first) into one file, return its path."""
-        path = os.path.join(self.dir, name + ".chain.pem")
+        return self.chain_file_at(os.path.join(self.dir, name + ".chain.pem"), certs)
+
+    @staticmethod
+    def chain_file_at(path, certs):
+        """Concatenate the PEMs of `certs` into `path`, return it."""
         with open(path, "w") as f:
             for c in certs:
                 f.write(c.pem())
@@ -572,10 +645,15 @@ class PKI:
 # ---------------------------------------------------------------------------
 
 class TLSServer:
-    """One nginx server block. `chain` = the certificates sent after the leaf."""
+    """One nginx server block. `chain` = the certificates sent after the leaf.
+
+    host: the listen address ("127.0.0.1", any 127.x.y.z, or "::1").
+    directives: extra nginx lines for the server block, e.g.
+    ["ssl_verify_client optional;", "ssl_client_certificate /x/cas.pem;"]."""
 
     def __init__(self, cert, chain=(), port=None, server_name=None,
-                 protocols="TLSv1.2 TLSv1.3", ciphersuites=None, ciphers=None):
+                 protocols="TLSv1.2 TLSv1.3", ciphersuites=None, ciphers=None,
+                 host="127.0.0.1", directives=()):
         self.cert = cert
         self.chain = list(chain)
         self.port = port
@@ -583,13 +661,20 @@ class TLSServer:
         self.protocols = protocols
         self.ciphersuites = ciphersuites
         self.ciphers = ciphers
+        self.host = host
+        self.directives = list(directives)
+
+    def listen_addr(self):
+        return "[%s]:%d" % (self.host, self.port) if ":" in self.host \
+            else "%s:%d" % (self.host, self.port)
 
 
 class NginxRunner:
-    """One nginx process serving several TLS server blocks on 127.0.0.1.
+    """One nginx process serving several TLS server blocks on 127.0.0.1
+    (or other loopback addresses: add(..., host="127.0.0.2" / "::1")).
 
     add() returns the port; several blocks may share a port (SNI): the first
-    block on a port is its default_server."""
+    block on a host:port is its default_server."""
 
     def __init__(self, directory):
         self.dir = directory
@@ -626,10 +711,10 @@ class NginxRunner:
                 f.write(s.cert.pem())
                 for c in s.chain:
                     f.write(c.pem())
-            default = s.port not in seen_ports
-            seen_ports.add(s.port)
+            default = (s.host, s.port) not in seen_ports
+            seen_ports.add((s.host, s.port))
             lines.append("  server {")
-            lines.append("    listen 127.0.0.1:%d ssl%s;" % (s.port, " default_server" if default else ""))
+            lines.append("    listen %s ssl%s;" % (s.listen_addr(), " default_server" if default else ""))
             lines.append("    server_name %s;" % (s.server_name or '""'))
             lines.append("    ssl_certificate %s;" % chain_path)
             lines.append("    ssl_certificate_key %s;" % s.cert.key)
@@ -638,6 +723,8 @@ class NginxRunner:
                 lines.append("    ssl_ciphers %s;" % s.ciphers)
             if s.ciphersuites:
                 lines.append("    ssl_conf_command Ciphersuites %s;" % s.ciphersuites)
+            for d_ in s.directives:
+                lines.append("    " + d_)
             lines.append('    location / { return 200 "ok\\n"; }')
             lines.append("  }")
         lines.append("}")
@@ -652,8 +739,8 @@ class NginxRunner:
                 os.path.join(self.dir, "error.log"), "-g", "daemon off;"]
         self.proc = start_process(argv, "nginx", self.dir)
         try:
-            for port in sorted({s.port for s in self.servers}):
-                wait_port(port, timeout, self.proc)
+            for host, port in sorted({(s.host, s.port) for s in self.servers}):
+                wait_port(port, timeout, self.proc, host=host)
         except HarnessError as e:
             raise HarnessError("%s\nnginx error.log:\n%s" % (e, self.error_log()))
         return self
@@ -719,6 +806,49 @@ class SilentServer:
 
 
 # ---------------------------------------------------------------------------
+# openssl s_server: for what nginx cannot do at the TLS layer
+# ---------------------------------------------------------------------------
+
+class SServerRunner:
+    """`openssl s_server -www` on host:port (one connection at a time).
+
+    nginx never fails a handshake over a client certificate (its verify
+    callback accepts everything and `ssl_verify_client on` answers 400 at the
+    HTTP layer), so a server that *rejects* a missing client certificate in
+    the handshake is s_server with args=["-Verify", "1", "-CAfile", ca].
+    args: more s_server options (e.g. "-tls1_2", "-tls1_3")."""
+
+    def __init__(self, directory, cert, chain=(), port=None, host="127.0.0.1",
+                 args=(), name="s_server"):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.cert = cert
+        self.chain = list(chain)
+        self.port = port or free_port()
+        self.host = host
+        self.args = list(args)
+        self.name = name
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        argv = [OPENSSL, "s_server", "-www", "-quiet",
+                "-accept", ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port),
+                "-cert", self.cert.cert, "-key", self.cert.key]
+        if self.chain:
+            argv += ["-cert_chain", PKI.chain_file_at(os.path.join(self.dir, self.name + ".chain.pem"),
+                                                      self.chain)]
+        argv += self.args
+        self.proc = start_process(argv, self.name, self.dir)
+        wait_port(self.port, timeout, self.proc, host=self.host)
+        return self
+
+    def stop(self):
+        if self.proc:
+            self.proc.stop(signal.SIGTERM)
+            self.proc = None
+
+
+# ---------------------------------------------------------------------------
 # dnsmasq
 # ---------------------------------------------------------------------------
 
@@ -727,13 +857,19 @@ class DnsmasqRunner:
 
     names: {"good.test": "127.0.0.1", ...}. Every other name is NXDOMAIN
     (address=/#/ with no address); nothing is ever forwarded (no-resolv, no
-    server= lines, no /etc/hosts, no config file)."""
+    server= lines, no /etc/hosts, no config file).
 
-    def __init__(self, directory, names, port=None):
+    extra_args: more dnsmasq options for local data, e.g.
+    "--srv-host=_sip._tls.a.test,sip.a.test,5061,10,50" or
+    "--host-record=pool.a.test,127.0.0.2" (repeat it for several
+    addresses; "--host-record=n.test,127.0.0.1,::1" gives A and AAAA)."""
+
+    def __init__(self, directory, names, port=None, extra_args=()):
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.names = dict(names)
         self.port = port or free_udp_tcp_port()
+        self.extra_args = list(extra_args)
         self.proc = None
 
     def start(self, timeout=10.0):
@@ -744,6 +880,7 @@ class DnsmasqRunner:
                 "--user=root", "--address=/#/"]
         for n, ip in sorted(self.names.items()):
             argv.append("--address=/%s/%s" % (n, ip))
+        argv += self.extra_args
         self.proc = start_process(argv, "dnsmasq", self.dir)
 
         def answering():

@@ -52,7 +52,7 @@ struct peer {
 	const struct act *acts;
 	size_t nacts;
 	size_t skip;
-	char err[512];	/* first mismatch, for the main thread to assert */
+	char err[512];	/* first mismatch, asserted by the main thread */
 };
 
 static void peer_errf(struct peer *p, const char *fmt, ...)
@@ -136,7 +136,7 @@ static void *peer_main(void *arg)
 							      : sizeof(buf);
 
 				if (read_exact(p->fd, buf, n)) {
-					peer_errf(p, "step %zu: skip failed", i);
+					peer_errf(p, "step %zu: skip", i);
 					goto out;
 				}
 				left -= n;
@@ -161,7 +161,7 @@ struct result {
 	enum starttls_status status;
 	char reason[256];
 	unsigned want_writes;
-	char left[256];		/* what was still in the socket after DONE */
+	char left[256];		/* still in the socket after DONE */
 	size_t leftlen;
 };
 
@@ -407,7 +407,8 @@ static void test_smtp_bad_codes(void **state)
 
 	(void)state;
 	RUN(STARTTLS_SMTP, "c.test", greet, &r);
-	assert_failed(&r, "smtp: unexpected greeting: 554 5.3.2 no service here");
+	assert_failed(&r,
+		      "smtp: unexpected greeting: 554 5.3.2 no service here");
 	RUN(STARTTLS_SMTP, "c.test", ehlo, &r);
 	assert_failed(&r, "smtp: unexpected reply to EHLO: 550 5.7.1 go away");
 	RUN(STARTTLS_SMTP, "c.test", refused, &r);
@@ -432,7 +433,8 @@ static void test_smtp_garbage(void **state)
 	RUN(STARTTLS_SMTP, "c.test", ctl, &r);
 	assert_failed(&r, "smtp: unexpected greeting: ?[31m220?evil?");
 	RUN(STARTTLS_SMTP, "c.test", http, &r);
-	assert_failed(&r, "smtp: unexpected greeting: HTTP/1.1 400 Bad Request");
+	assert_failed(&r,
+		      "smtp: unexpected greeting: HTTP/1.1 400 Bad Request");
 
 	memset(line, 'g', sizeof(line));
 	memcpy(line, "999 ", 4);
@@ -677,16 +679,20 @@ static void test_ldap_result_codes(void **state)
 		     "\x04\x1e" "unsupported extended operation")};
 	static const struct act unavail[] = {
 		EXPECT(LDAP_REQ),
-		SEND("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x34\x04\x00\x04\x00")};
+		SEND("\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x34"
+		     "\x04\x00\x04\x00")};
 	static const struct act notice[] = {
 		EXPECT(LDAP_REQ),
-		SEND("\x30\x0c\x02\x01\x00\x78\x07\x0a\x01\x34\x04\x00\x04\x00")};
+		SEND("\x30\x0c\x02\x01\x00\x78\x07\x0a\x01\x34"
+		     "\x04\x00\x04\x00")};
 	static const struct act wrong_op[] = {
 		EXPECT(LDAP_REQ),
-		SEND("\x30\x0c\x02\x01\x01\x65\x07\x0a\x01\x00\x04\x00\x04\x00")};
+		SEND("\x30\x0c\x02\x01\x01\x65\x07\x0a\x01\x00"
+		     "\x04\x00\x04\x00")};
 	static const struct act wrong_id[] = {
 		EXPECT(LDAP_REQ),
-		SEND("\x30\x0c\x02\x01\x07\x78\x07\x0a\x01\x00\x04\x00\x04\x00")};
+		SEND("\x30\x0c\x02\x01\x07\x78\x07\x0a\x01\x00"
+		     "\x04\x00\x04\x00")};
 	struct result r;
 
 	(void)state;
@@ -801,9 +807,10 @@ static void test_xmpp_failures(void **state)
 		     "</stream:stream>")};
 	static const struct act stream_error[] = {
 		EXPECT(XMPP_HDR("xmpp.test")),
-		SEND(XMPP_SERVER_HDR "<stream:error><host-unknown "
-				     "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-				     "</stream:error></stream:stream>")};
+		SEND(XMPP_SERVER_HDR
+		     "<stream:error><host-unknown "
+		     "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+		     "</stream:error></stream:stream>")};
 	static const struct act closed[] = {
 		EXPECT(XMPP_HDR("xmpp.test")),
 		SEND(XMPP_SERVER_HDR "</stream:stream>")};
