@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -808,4 +809,170 @@ out:
 	partner_rows_free(rows, nrows);
 	config_free(cfg);
 	return rc;
+}
+
+/* ---- /status: the same judgement as an HTML page ---- */
+
+static void html_esc(struct buf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '<':
+			buf_puts(b, "&lt;");
+			break;
+		case '>':
+			buf_puts(b, "&gt;");
+			break;
+		case '&':
+			buf_puts(b, "&amp;");
+			break;
+		case '"':
+			buf_puts(b, "&quot;");
+			break;
+		case '\'':
+			buf_puts(b, "&#39;");
+			break;
+		default:
+			buf_putc(b, *s);
+		}
+	}
+}
+
+struct status_row {
+	const struct chk_target *t;
+	const struct chk_addr *a;	/* NULL: the probe never reached one */
+	enum level worst;
+	int64_t not_after;		/* leaf; INT64_MAX when unknown */
+};
+
+/* failures first, then the soonest expiry */
+static int cmp_row(const void *x, const void *y)
+{
+	const struct status_row *a = x, *b = y;
+
+	if (a->worst != b->worst)
+		return a->worst > b->worst ? -1 : 1;
+	if (a->not_after != b->not_after)
+		return a->not_after < b->not_after ? -1 : 1;
+	return strcmp(a->t->name, b->t->name);
+}
+
+char *check_status_html(const struct config *cfg, double budget, size_t *len)
+{
+	struct check ck;
+	struct probe_observer obs = {observe, &ck};
+	struct status_row *rows = NULL;
+	size_t *idx, n = 0, nrows = 0, cap = 0;
+	struct scrape_stats st;
+	struct expo_set set;
+	struct buf b;
+	char *page = NULL;
+
+	memset(&ck, 0, sizeof(ck));
+	pthread_mutex_init(&ck.lock, NULL);
+	ck.now = (int64_t)time(NULL);
+	ck.warn_days = 30;
+	ck.ntargets = cfg->ntargets;
+	ck.targets = xcalloc(cfg->ntargets ? cfg->ntargets : 1,
+			     sizeof(*ck.targets));
+	idx = xcalloc(cfg->ntargets ? cfg->ntargets : 1, sizeof(*idx));
+	if (!ck.targets || !idx)
+		goto out;
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		if (strcmp(cfg->targets[i].module->ops->name, "tls") != 0)
+			continue;
+		ck.targets[i].name = cfg->targets[i].name;
+		idx[n++] = i;
+	}
+	expo_set_init(&set, (size_t)256 * 1024 * 1024);
+	scrape_run(cfg, idx, n, loop_now() + (int64_t)(budget * 1e9), &set, &st,
+		   &obs);
+	expo_set_cleanup(&set);
+
+	for (size_t i = 0; i < cfg->ntargets; i++) {
+		struct chk_target *t = &ck.targets[i];
+
+		if (!t->name)
+			continue;
+		judge(&ck, t);
+		for (int k = 0; k < (t->naddrs ? t->naddrs : 1); k++) {
+			struct status_row *r;
+			const struct chk_addr *a = t->naddrs ? &t->addrs[k] : NULL;
+
+			if (xgrow((void **)&rows, &cap, nrows + 1, sizeof(*rows)))
+				goto out;
+			r = &rows[nrows++];
+			r->t = t;
+			r->a = a;
+			r->worst = a ? a->worst : t->worst;
+			r->not_after = a && a->ncerts && a->certs[0].have
+					       ? a->certs[0].f.not_after
+					       : INT64_MAX;
+		}
+	}
+	if (nrows)
+		qsort(rows, nrows, sizeof(*rows), cmp_row);
+
+	buf_init(&b, (size_t)64 * 1024 * 1024);
+	buf_puts(&b,
+		 "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+		 "<title>pki_exporter status</title><style>"
+		 "body{font-family:sans-serif;margin:1.5em}"
+		 "table{border-collapse:collapse}"
+		 "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;"
+		 "vertical-align:top}"
+		 "tr.PROBLEM td.result{background:#f8d0d0}"
+		 "tr.WARN td.result{background:#fbeebb}"
+		 "tr.OK td.result{background:#d4f0d4}"
+		 "ul{margin:0;padding-left:1.1em}</style></head><body>"
+		 "<h1>pki_exporter status</h1>\n");
+	buf_printf(&b, "<p>%zu endpoint rows, probed now; failures first, then "
+		       "the soonest expiry.</p>\n",
+		   nrows);
+	buf_puts(&b, "<table id=\"status\"><thead><tr><th>Result</th>"
+		     "<th>Target</th><th>Address</th><th>Certificate</th>"
+		     "<th>Issuer</th><th>Expires</th><th>Days left</th>"
+		     "<th>Comments</th></tr></thead><tbody>\n");
+	for (size_t i = 0; i < nrows; i++) {
+		const struct status_row *r = &rows[i];
+		const struct x509_facts *f = r->a && r->a->ncerts &&
+							     r->a->certs[0].have
+						     ? &r->a->certs[0].f
+						     : NULL;
+		char na[32] = "";
+
+		buf_printf(&b, "<tr class=\"%s\"><td class=\"result\">%s</td><td>",
+			   result_str(r->worst), result_str(r->worst));
+		html_esc(&b, r->t->name);
+		buf_puts(&b, "</td><td>");
+		html_esc(&b, r->a ? r->a->address : "");
+		buf_puts(&b, "</td><td>");
+		html_esc(&b, f ? f->subject_cn : "");
+		buf_puts(&b, "</td><td>");
+		html_esc(&b, f ? f->issuer_cn : "");
+		if (f)
+			fmt_time(f->not_after, na, sizeof(na));
+		buf_printf(&b, "</td><td>%s</td><td class=\"days\">", na);
+		if (f)
+			buf_printf(&b, "%ld", days_until(ck.now, f->not_after));
+		buf_puts(&b, "</td><td><ul>");
+		if (!r->a)
+			buf_printf(&b, "<li>probe failed at %s: %s</li>",
+				   r->t->seen ? r->t->stage : "queued",
+				   r->t->seen ? r->t->reason : "not run");
+		for (int m = 0; r->a && m < r->a->ncomments; m++) {
+			buf_printf(&b, "<li class=\"%s\">",
+				   level_tag[r->a->comments[m].level]);
+			html_esc(&b, r->a->comments[m].text);
+			buf_puts(&b, "</li>");
+		}
+		buf_puts(&b, "</ul></td></tr>\n");
+	}
+	buf_puts(&b, "</tbody></table></body></html>\n");
+	page = buf_steal(&b, len);
+out:
+	xfree(rows);
+	xfree(idx);
+	check_free(&ck);
+	return page;
 }

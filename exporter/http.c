@@ -5,6 +5,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include <gnutls/gnutls.h>
 
 #include "buf.h"
+#include "check.h"
 #include "log.h"
 #include "loop.h"
 #include "scrape.h"
@@ -231,6 +233,51 @@ static enum MHD_Result serve_reload(struct http *h, struct MHD_Connection *c)
 	return ret;
 }
 
+/* /status probes now (a page for a person, not for a scraper): at most one
+ * at a time, and a page younger than STATUS_CACHE_SECS is served again. */
+#define STATUS_CACHE_SECS 15
+static pthread_mutex_t status_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *status_page;
+static size_t status_len;
+static int64_t status_when;
+
+static enum MHD_Result serve_status(struct http *h, struct MHD_Connection *c)
+{
+	struct config *cfg;
+	char *copy = NULL;
+	size_t len = 0;
+
+	pthread_mutex_lock(&status_lock);
+	if (!status_page ||
+	    loop_now() - status_when > (int64_t)STATUS_CACHE_SECS * 1000000000) {
+		cfg = app_get(h->app);
+		if (cfg) {
+			char *page = check_status_html(
+				cfg, cfg->global.scrape_timeout, &len);
+
+			if (page) {
+				xfree(status_page);
+				status_page = page;
+				status_len = len;
+				status_when = loop_now();
+			}
+			app_put(h->app, cfg);
+		}
+	}
+	if (status_page) {
+		copy = xmalloc(status_len + 1);
+		if (copy) {
+			memcpy(copy, status_page, status_len + 1);
+			len = status_len;
+		}
+	}
+	pthread_mutex_unlock(&status_lock);
+	if (!copy)
+		return respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+				    "no status available\n");
+	return respond(c, MHD_HTTP_OK, CT_HTML, copy, len);
+}
+
 static enum MHD_Result serve_landing(struct MHD_Connection *c)
 {
 	char *body = xasprintf(
@@ -241,6 +288,8 @@ static enum MHD_Result serve_landing(struct MHD_Connection *c)
 		"<li><a href=\"metrics\">/metrics</a>: every configured "
 		"target</li>"
 		"<li>/probe?module=&amp;target=: one configured target</li>"
+		"<li><a href=\"status\">/status</a>: every endpoint, failures "
+		"and the soonest expiry first</li>"
 		"<li><a href=\"-/healthy\">/-/healthy</a>, "
 		"<a href=\"-/ready\">/-/ready</a></li>"
 		"<li>POST /-/reload: reload the configuration</li>"
@@ -339,6 +388,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 	}
 	if (strcmp(url, "/metrics") != 0 && strcmp(url, "/probe") != 0 &&
 	    strcmp(url, "/") != 0 && strcmp(url, "/-/healthy") != 0 &&
+	    strcmp(url, "/status") != 0 &&
 	    strcmp(url, "/-/ready") != 0)
 		return respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
 	if (!get)
@@ -348,6 +398,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 		return serve_metrics(h, c);
 	if (strcmp(url, "/probe") == 0)
 		return serve_probe(h, c);
+	if (strcmp(url, "/status") == 0)
+		return serve_status(h, c);
 	if (strcmp(url, "/-/healthy") == 0)
 		return respond_text(c, MHD_HTTP_OK, "Healthy.\n");
 	if (strcmp(url, "/-/ready") == 0) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/pkcs7.h>
+#include <openssl/provider.h>
 
 #include "exporter/xalloc.h"
 
@@ -246,6 +248,98 @@ static int load_pem(const unsigned char *data, size_t len,
 	return 0;
 }
 
+/* OpenSSL 3 moved the RC2-40 and DES ciphers of old PKCS#12 files (the
+ * default of Windows exports before Server 2016/2019, `openssl pkcs12
+ * -legacy`) to its legacy provider. It is loaded into a library context of
+ * our own, used only to decrypt those files, so the rest of the process
+ * (TLS handshakes above all) keeps the default algorithm set. Created once,
+ * kept for the life of the process; NULL when the provider is missing. */
+static OSSL_LIB_CTX *legacy_ctx;
+static pthread_once_t legacy_once = PTHREAD_ONCE_INIT;
+
+static void legacy_init(void)
+{
+	OSSL_LIB_CTX *c = OSSL_LIB_CTX_new();
+
+	if (!c)
+		return;
+	if (!OSSL_PROVIDER_load(c, "default") ||
+	    !OSSL_PROVIDER_load(c, "legacy")) {
+		OSSL_LIB_CTX_free(c);
+		ERR_clear_error();
+		return;
+	}
+	legacy_ctx = c;
+}
+
+/* Walk the safes of a PKCS#12 by hand, decrypting with the legacy context:
+ * the certificates in file order, and whether a key bag is present.
+ * Returns 0 (-EINVAL: could not be read) or -ENOMEM. */
+static int p12_walk(PKCS12 *p12, const char *pass, struct x509_loaded *l)
+{
+	STACK_OF(PKCS7) *safes;
+	int rc = 0;
+
+	pthread_once(&legacy_once, legacy_init);
+	if (!legacy_ctx)
+		return -EINVAL;
+	safes = PKCS12_unpack_authsafes(p12);
+	if (!safes)
+		return -EINVAL;
+	for (int i = 0; rc == 0 && i < sk_PKCS7_num(safes); i++) {
+		PKCS7 *p7 = sk_PKCS7_value(safes, i);
+		STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+
+		switch (OBJ_obj2nid(p7->type)) {
+		case NID_pkcs7_data:
+			bags = PKCS12_unpack_p7data(p7);
+			break;
+		case NID_pkcs7_encrypted:
+			if (p7->d.encrypted && p7->d.encrypted->enc_data)
+				bags = PKCS12_item_decrypt_d2i_ex(
+					p7->d.encrypted->enc_data->algorithm,
+					ASN1_ITEM_rptr(PKCS12_SAFEBAGS), pass,
+					-1, p7->d.encrypted->enc_data->enc_data,
+					1, legacy_ctx, NULL);
+			break;
+		default:
+			break;
+		}
+		if (!bags) {
+			rc = -EINVAL;
+			break;
+		}
+		for (int k = 0; rc == 0 && k < sk_PKCS12_SAFEBAG_num(bags);
+		     k++) {
+			const PKCS12_SAFEBAG *bag =
+				sk_PKCS12_SAFEBAG_value(bags, k);
+			X509 *x;
+
+			switch (PKCS12_SAFEBAG_get_nid(bag)) {
+			case NID_certBag:
+				if (PKCS12_SAFEBAG_get_bag_nid(bag) !=
+				    NID_x509Certificate)
+					break;
+				x = PKCS12_SAFEBAG_get1_cert(bag);
+				if (!x)
+					rc = -EINVAL;
+				else
+					rc = push_cert(l, x);
+				break;
+			case NID_keyBag:
+			case NID_pkcs8ShroudedKeyBag:
+				l->has_key = true;
+				break;
+			default:
+				break;	/* CRL, secret, nested bags */
+			}
+		}
+		sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+	}
+	sk_PKCS7_pop_free(safes, PKCS7_free);
+	return rc;
+}
+
 static int load_p12(PKCS12 *p12, const char *password, struct x509_loaded *l)
 {
 	const ASN1_INTEGER *iter = NULL;
@@ -278,11 +372,23 @@ static int load_p12(PKCS12 *p12, const char *password, struct x509_loaded *l)
 		}
 	}
 	if (!PKCS12_parse(p12, pass, &pkey, &cert, &ca)) {
-		/* the MAC verified, so this is the content: e.g. RC2-40
-		 * bags, which OpenSSL 3 only reads with its legacy
-		 * provider */
-		set_err(l, X509_LOAD_UNRECOGNISED);
-		return 0;
+		/* the MAC verified, so this is the content: most often
+		 * RC2-40 bags, which need the legacy provider */
+		ERR_clear_error();
+		l->has_key = false;
+		rc = p12_walk(p12, pass, l);
+		if (rc == -EINVAL) {
+			sk_X509_pop_free(l->certs, X509_free);
+			l->certs = sk_X509_new_null();
+			l->has_key = false;
+			if (!l->certs)
+				return -ENOMEM;
+			set_err(l, X509_LOAD_UNRECOGNISED);
+			return 0;
+		}
+		if (rc == 0 && sk_X509_num(l->certs) == 0 && !l->has_key)
+			set_err(l, X509_LOAD_UNRECOGNISED);
+		return rc;
 	}
 	l->has_key = pkey != NULL;
 	EVP_PKEY_free(pkey);

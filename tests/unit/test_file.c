@@ -84,6 +84,11 @@ static void test_formats(void **state)
 		 X509_FMT_PKCS12, "a.leaf.test"},
 		{"pkcs12 password", "pass.p12", "password.txt", X509_LOAD_OK, 2,
 		 true, X509_FMT_PKCS12, "a.leaf.test"},
+		{"pkcs12 legacy RC2-40", "legacy.p12", "password.txt",
+		 X509_LOAD_OK, 2, true, X509_FMT_PKCS12, "a.leaf.test"},
+		{"pkcs12 legacy, wrong password", "legacy.p12",
+		 "wrong-password.txt", X509_LOAD_BAD_PASSWORD, 0, false,
+		 X509_FMT_PKCS12, NULL},
 		{"pkcs12 unprotected, password given", "nopass.p12",
 		 "password.txt", X509_LOAD_OK, 2, true, X509_FMT_PKCS12,
 		 "a.leaf.test"},
@@ -453,7 +458,8 @@ static void test_corpus_not_certs(void **state)
 static void test_alloc_failures(void **state)
 {
 	static const char *const names[] = {"chain.pem", "nopass.p12",
-					    "chain.p7b.der", "concat.der"};
+					    "chain.p7b.der", "concat.der",
+					    "legacy.p12"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
