@@ -16,7 +16,8 @@ libgnutls28-dev libcrypt-dev"
 # STARTTLS; each runs from a temp config, never as a system service), the
 # peer for the benchmark, and promtool/prometheus for the end-to-end checks.
 TEST="openssl python3 curl nginx-light dnsmasq-base prometheus \
-prometheus-blackbox-exporter valgrind procps exim4-daemon-light slapd"
+prometheus-blackbox-exporter valgrind procps exim4-daemon-light slapd \
+chromium"
 
 if [ "${1:-}" = "--runtime" ]; then
 	PKGS="$RUNTIME"
