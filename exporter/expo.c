@@ -300,7 +300,12 @@ int expo_render(struct expo_set *set, struct buf *out)
 			buf_putc(out, ' ');
 			buf_puts(out, val);
 			buf_putc(out, '\n');
+			/* the set is spent as it is written: with 100k series
+			 * holding labels and body at once doubles the peak */
+			xfree(f->samples[j].labels);
+			f->samples[j].labels = NULL;
 		}
+		f->n = 0;
 		if (out->err)
 			return out->err;
 	}

@@ -64,7 +64,8 @@ int expo_addv(struct expo_set *set, const struct metric_desc *desc,
 /* Move every sample of `src` into `dst` (src is left empty). */
 int expo_merge(struct expo_set *dst, struct expo_set *src);
 
-/* Render the whole set as text format 0.0.4 into `out`. */
+/* Render the whole set as text format 0.0.4 into `out`. The samples are
+ * consumed (freed as they are written); the set stays valid and empty. */
 int expo_render(struct expo_set *set, struct buf *out);
 
 /* Escaping helpers, exposed for tests and other renderers. Label values:
