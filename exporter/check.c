@@ -19,6 +19,7 @@
 #include "csv.h"
 #include "expo.h"
 #include "loop.h"
+#include "probes/store/store.h"
 #include "probes/tls/tls_int.h"
 #include "probes/x509/x509.h"
 #include "scrape.h"
@@ -563,12 +564,21 @@ static void usage(FILE *f)
 	      "(default 30)\n"
 	      "  --timeout DURATION   per endpoint (default 10s)\n"
 	      "\n"
+	      "       pki_exporter check --store DIR|BUNDLE --role "
+	      "root|intermediate|personal\n"
+	      "\n"
+	      "Lists the misplaced certificates of a trust store (not self-signed\n"
+	      "in a root store, self-signed among intermediates, private keys,\n"
+	      "duplicates, expired, not a CA) and its size against the Windows\n"
+	      "limits (100 roots, 16 KiB of CA names).\n"
+	      "\n"
 	      "Exit status: 0 all fine, 1 some endpoint has a problem, 2 usage.\n",
 	      f);
 }
 
 struct check_opts {
 	const char *config_file, *module, *csv, *format, *ca_file, *dns;
+	const char *store, *role;
 	const char *timeout;
 	int warn_days;
 };
@@ -601,6 +611,10 @@ static int parse_opts(int argc, char **argv, struct check_opts *o, int *first)
 			dst = &o->dns;
 		else if (strcmp(a, "--timeout") == 0)
 			dst = &o->timeout;
+		else if (strcmp(a, "--store") == 0)
+			dst = &o->store;
+		else if (strcmp(a, "--role") == 0)
+			dst = &o->role;
 		else if (strcmp(a, "--warn-days") == 0) {
 			if (i + 1 >= argc)
 				goto missing;
@@ -686,6 +700,15 @@ int check_main(int argc, char **argv)
 	if (o.format && strcmp(o.format, "text") != 0 &&
 	    strcmp(o.format, "csv") != 0 && strcmp(o.format, "json") != 0) {
 		fprintf(stderr, "check: --format must be text, csv or json\n");
+		goto out;
+	}
+	if (o.store) {
+		if (!o.role) {
+			fprintf(stderr, "check: --store needs --role root, "
+					"intermediate or personal\n");
+			goto out;
+		}
+		rc = store_check_report(o.store, o.role, stdout);
 		goto out;
 	}
 	if (first >= argc && !o.csv) {

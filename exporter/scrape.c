@@ -9,6 +9,7 @@
 #include "log.h"
 #include "loop.h"
 #include "probes/dns/dns.h"
+#include "probes/http/fetch.h"
 #include "probes/probe.h"
 #include "xalloc.h"
 
@@ -19,6 +20,13 @@
 struct resolver {
 	char *servers;	/* NULL = system */
 	struct dns *d;
+};
+
+/* Keys claimed during one scrape (probe_claim), shared by its shards. */
+struct claims {
+	pthread_mutex_t mu;
+	char **slots;	/* open addressing, NULL = empty */
+	size_t cap, n;
 };
 
 struct scrape {
@@ -33,6 +41,8 @@ struct scrape {
 	struct probe_run *done;	/* ended, waiting for release */
 	struct resolver res[SCRAPE_MAX_RESOLVERS];
 	size_t nres;
+	struct fetcher *fetcher;	/* created on first use */
+	struct claims *claims;
 	int64_t deadline;
 	int64_t t0;
 	unsigned concurrency;
@@ -74,6 +84,8 @@ const char *probe_stage_str(enum probe_stage s)
 		return "starttls";
 	case PROBE_STAGE_HANDSHAKE:
 		return "handshake";
+	case PROBE_STAGE_FETCH:
+		return "fetch";
 	case PROBE_STAGE_DONE:
 		return "done";
 	}
@@ -101,6 +113,10 @@ const char *probe_fail_str(enum probe_fail f)
 		[PROBE_FAIL_NOT_FOUND] = "not_found",
 		[PROBE_FAIL_PERMISSION] = "permission_denied",
 		[PROBE_FAIL_FILE] = "file_error",
+		[PROBE_FAIL_HTTP] = "http_error",
+		[PROBE_FAIL_TOO_LARGE] = "too_large",
+		[PROBE_FAIL_MALFORMED] = "malformed",
+		[PROBE_FAIL_PROXY] = "proxy_error",
 	};
 
 	if (f < 0 || f >= PROBE_FAIL__COUNT || !names[f])
@@ -203,6 +219,67 @@ struct dns *probe_dns(struct probe_run *run, const char *servers)
 	return r->d;
 }
 
+struct fetcher *probe_fetcher(struct probe_run *run)
+{
+	struct scrape *s = run->scrape;
+
+	if (!s->fetcher && fetcher_new(&s->loop, &s->fetcher))
+		return NULL;
+	return s->fetcher;
+}
+
+static size_t claim_hash(const char *k)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *k; k++)
+		h = (h ^ (unsigned char)*k) * 1099511628211ULL;
+	return (size_t)h;
+}
+
+static char **claim_slot(char **slots, size_t cap, const char *key)
+{
+	size_t i = claim_hash(key) & (cap - 1);
+
+	while (slots[i] && strcmp(slots[i], key) != 0)
+		i = (i + 1) & (cap - 1);
+	return &slots[i];
+}
+
+bool probe_claim(struct probe_run *run, const char *key)
+{
+	struct claims *c = run->scrape->claims;
+	bool mine = false;
+	char **slot;
+
+	if (!c)
+		return false;
+	pthread_mutex_lock(&c->mu);
+	if (2 * (c->n + 1) > c->cap) {
+		size_t ncap = c->cap ? 2 * c->cap : 64;
+		char **bigger = xcalloc(ncap, sizeof(*bigger));
+
+		if (!bigger)
+			goto out;
+		for (size_t i = 0; i < c->cap; i++)
+			if (c->slots[i])
+				*claim_slot(bigger, ncap, c->slots[i]) =
+					c->slots[i];
+		xfree(c->slots);
+		c->slots = bigger;
+		c->cap = ncap;
+	}
+	slot = claim_slot(c->slots, c->cap, key);
+	if (!*slot) {
+		*slot = xstrdup(key);
+		mine = *slot != NULL;
+		c->n += mine;
+	}
+out:
+	pthread_mutex_unlock(&c->mu);
+	return mine;
+}
+
 static void run_on_timer(struct loop_timer *t)
 {
 	struct probe_run *run = t->arg;
@@ -260,6 +337,7 @@ struct shard {
 	int64_t deadline;
 	unsigned concurrency;
 	const struct probe_observer *obs;
+	struct claims *claims;
 	struct expo_set out;
 	struct scrape_stats stats;
 	int rc;
@@ -282,6 +360,7 @@ static void *shard_main(void *arg)
 	s.deadline = sh->deadline;
 	s.concurrency = sh->concurrency;
 	s.stats = &sh->stats;
+	s.claims = sh->claims;
 	s.nruns = sh->n;
 	s.runs = xcalloc(sh->n ? sh->n : 1, sizeof(*s.runs));
 	if (!s.runs) {
@@ -332,6 +411,7 @@ static void *shard_main(void *arg)
 		}
 	}
 	release_done(&s);
+	fetcher_free(s.fetcher);
 	for (size_t i = 0; i < s.nres; i++) {
 		dns_free(s.res[i].d);
 		xfree(s.res[i].servers);
@@ -388,10 +468,12 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 	struct shard sh[SCRAPE_MAX_SHARDS];
 	size_t w = shard_count(n, cfg->global.concurrency);
 	int64_t t0 = loop_now();
+	struct claims claims = {.slots = NULL};
 	int rc = 0;
 
 	memset(stats, 0, sizeof(*stats));
 	memset(sh, 0, sizeof(sh));
+	pthread_mutex_init(&claims.mu, NULL);
 	for (size_t i = 0; i < w; i++) {
 		sh[i].cfg = cfg;
 		sh[i].targets = targets;
@@ -400,6 +482,7 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 		sh[i].n = n > i ? (n - i + w - 1) / w : 0;
 		sh[i].deadline = deadline;
 		sh[i].obs = obs;
+		sh[i].claims = &claims;
 		/* the cap is global to the scrape: split it */
 		sh[i].concurrency = (unsigned)((cfg->global.concurrency + w - 1 - i) / w);
 		expo_set_init(&sh[i].out, out->max_bytes);
@@ -424,6 +507,10 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 			rc = out->err;
 		expo_set_cleanup(&sh[i].out);
 	}
+	for (size_t i = 0; i < claims.cap; i++)
+		xfree(claims.slots[i]);
+	xfree(claims.slots);
+	pthread_mutex_destroy(&claims.mu);
 	stats->duration = loop_seconds(loop_now() - t0);
 	return rc;
 }

@@ -26,6 +26,7 @@ enum probe_stage {
 	PROBE_STAGE_CONNECT,
 	PROBE_STAGE_STARTTLS,
 	PROBE_STAGE_HANDSHAKE,
+	PROBE_STAGE_FETCH,	/* crl/ocsp: the HTTP/LDAP transfer */
 	PROBE_STAGE_DONE,
 };
 
@@ -49,6 +50,10 @@ enum probe_fail {
 	PROBE_FAIL_NOT_FOUND,	/* store/file: no such path, glob matched nothing */
 	PROBE_FAIL_PERMISSION,	/* store/file: the path cannot be opened */
 	PROBE_FAIL_FILE,	/* store/file: a file could not be read or parsed */
+	PROBE_FAIL_HTTP,	/* crl: an HTTP status other than 200 */
+	PROBE_FAIL_TOO_LARGE,	/* crl: the body went over max_bytes */
+	PROBE_FAIL_MALFORMED,	/* crl: what came back is not a valid CRL */
+	PROBE_FAIL_PROXY,	/* crl: the proxy failed or wants credentials */
 	PROBE_FAIL__COUNT,
 };
 
@@ -113,6 +118,16 @@ void probe_done(struct probe_run *run, enum probe_fail fail);
 /* The resolver for this scrape and server list (NULL = system), created on
  * first use and shared by all runs of the scrape. */
 struct dns *probe_dns(struct probe_run *run, const char *servers);
+
+/* The URL fetcher (libcurl multi, probes/http/fetch.h) of this scrape
+ * shard, created on first use and shared by all its runs; NULL on ENOMEM. */
+struct fetcher;
+struct fetcher *probe_fetcher(struct probe_run *run);
+
+/* Claim `key` for this scrape: true for the first run (of any shard) that
+ * claims it, false afterwards and on ENOMEM. For facts reported once per
+ * scrape although several targets lead to them (a CRL URL they share). */
+bool probe_claim(struct probe_run *run, const char *key);
 
 const struct probe_ops *probe_find(const char *name);
 

@@ -19,8 +19,8 @@ struct file_module {
 };
 
 struct file_target {
-	char *pattern;		/* absolute (or relative to the cwd when the
-				   config has no directory) */
+	char *pattern;	/* absolute (or relative to the cwd when the
+			   config has no directory) */
 	bool is_glob;
 };
 

@@ -25,7 +25,7 @@ struct store_module {
 };
 
 struct store_target {
-	char *path;		/* absolute when the config has a directory */
+	char *path;	/* absolute when the config has a directory */
 };
 
 static const struct metric_desc M_CERTS = {
@@ -497,7 +497,8 @@ static int finish(struct store_scan *s)
 		v[i] = &s->certs[i];
 	qsort(v, s->ncerts, sizeof(*v), cert_by_sha256);
 	for (size_t i = 0; i < s->ncerts; i++) {
-		bool dup = i > 0 && strcmp(v[i]->f.sha256, v[i - 1]->f.sha256) == 0;
+		bool dup = i > 0 &&
+			   strcmp(v[i]->f.sha256, v[i - 1]->f.sha256) == 0;
 
 		if (dup)
 			v[i]->reasons |= 1u << STORE_DUPLICATE;
@@ -730,7 +731,8 @@ int store_check_report(const char *path, const char *role_s, FILE *out)
 	int rc;
 
 	if (store_role_parse(role_s, &role)) {
-		fprintf(out, "%s: role must be root, intermediate or personal\n",
+		fprintf(out,
+			"%s: role must be root, intermediate or personal\n",
 			role_s ? role_s : "(none)");
 		return 2;
 	}

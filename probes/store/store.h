@@ -38,7 +38,7 @@ int store_role_parse(const char *s, enum store_role *out);
 enum store_reason {
 	STORE_NOT_SELF_SIGNED = 0,	/* in a root store */
 	STORE_SELF_SIGNED,		/* in an intermediate store */
-	STORE_PRIVATE_KEY_PRESENT,	/* root/intermediate: file has a key */
+	STORE_PRIVATE_KEY_PRESENT,	/* root, intermediate: key in file */
 	STORE_MISSING_PRIVATE_KEY,	/* personal: no key for the cert */
 	STORE_DUPLICATE,		/* same SHA-256 as an earlier one */
 	STORE_EXPIRED,

@@ -13,14 +13,15 @@
 #include <stddef.h>
 #include <openssl/x509.h>
 
-#define X509_LOAD_MAX_BYTES (16u * 1024 * 1024)	/* default per-file cap */
+/* the default per-file cap */
+#define X509_LOAD_MAX_BYTES (16u * 1024 * 1024)
 
 /* Why a file could not be read: a bounded set, rendered as `reason`. */
 enum x509_load_err {
 	X509_LOAD_OK = 0,
 	X509_LOAD_NOT_FOUND,
 	X509_LOAD_PERMISSION,		/* permission_denied */
-	X509_LOAD_UNRECOGNISED,		/* no certificate in a known format */
+	X509_LOAD_UNRECOGNISED,	/* no certificate in a known format */
 	X509_LOAD_BAD_PASSWORD,		/* PKCS#12 MAC does not verify */
 	X509_LOAD_TOO_LARGE,
 	X509_LOAD_READ_ERROR,		/* I/O error, not a regular file */
@@ -35,7 +36,7 @@ enum x509_load_format {
 	X509_FMT_DER,
 	X509_FMT_PKCS7,
 	X509_FMT_PKCS12,
-	X509_FMT_CRL,		/* a CRL: recognised, holds no certificate */
+	X509_FMT_CRL,	/* a CRL: recognised, holds no certificate */
 };
 
 const char *x509_load_format_str(enum x509_load_format f);

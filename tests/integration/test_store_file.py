@@ -179,6 +179,28 @@ class RootStoreTest(Base):
         self.assertLess(v, time.time())
 
 
+class CheckStoreCommandTest(Base):
+    """`pki_exporter check --store DIR --role R`: the person's view."""
+
+    def test_root_store_report(self):
+        cp = h.run_exporter_cli(["check", "--store", FX + "/root", "--role", "root"])
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        out = cp.stdout
+        self.assertIn("misplaced: not_self_signed=1 self_signed=0 private_key_present=2 "
+                      "missing_private_key=0 duplicate=1 expired=1 not_ca=1", out)
+        self.assertEqual(out.count("  MISPLACED "), 6, out)
+        self.assertIn("certificates: 7 (limit 100)", out)
+        self.assertTrue(out.rstrip().endswith("result: NOT CLEAN"), out)
+
+    def test_clean_store_and_usage(self):
+        cp = h.run_exporter_cli(["check", "--store", FX + "/clean", "--role", "root"])
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        self.assertNotIn("MISPLACED", cp.stdout)
+        cp = h.run_exporter_cli(["check", "--store", FX + "/clean"])
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("--store needs --role", cp.stderr)
+
+
 class ManyRootsTest(Base):
     T = property(lambda self: FX + "/many")
 
