@@ -650,22 +650,26 @@ static void emit(struct probe_run *run, const struct store_module *m,
 	const char *mod = probe_module_name(run), *tgt = probe_target_name(run);
 	struct expo_set *out = run->out;
 
+	/* `store` (the path, as SPEC and the dashboards name it) repeats
+	 * `target` so that both the generic probe labels and the store
+	 * contract hold on every store family */
+
 	expo_add(out, &M_CERTS, run->order, (double)s->ncerts, "module", mod,
-		 "target", tgt, "role", store_role_str(m->role), NULL);
+		 "target", tgt, "store", tgt, "role", store_role_str(m->role), NULL);
 	for (int r = 0; r < STORE_REASON__COUNT; r++)
 		expo_add(out, &M_MISPLACED, run->order, (double)s->misplaced[r],
-			 "module", mod, "target", tgt, "reason",
+			 "module", mod, "target", tgt, "store", tgt, "reason",
 			 store_reason_str(r), NULL);
 	expo_add(out, &M_CA_NAMES, run->order, (double)s->ca_names_bytes,
-		 "module", mod, "target", tgt, NULL);
+		 "module", mod, "target", tgt, "store", tgt, NULL);
 	expo_add(out, &M_OVER, run->order,
 		 s->ncerts > m->max_certificates ? 1 : 0, "module", mod,
-		 "target", tgt, "limit", "certificates", NULL);
+		 "target", tgt, "store", tgt, "limit", "certificates", NULL);
 	expo_add(out, &M_OVER, run->order,
 		 s->ca_names_bytes > m->max_ca_names_bytes ? 1 : 0, "module",
-		 mod, "target", tgt, "limit", "ca_names_bytes", NULL);
+		 mod, "target", tgt, "store", tgt, "limit", "ca_names_bytes", NULL);
 	expo_add(out, &M_UNHASHED, run->order, (double)s->unhashed, "module",
-		 mod, "target", tgt, NULL);
+		 mod, "target", tgt, "store", tgt, NULL);
 	for (size_t i = 0; i < s->nfiles; i++)
 		if (s->files[i].err != X509_LOAD_OK)
 			file_emit_read_errors(out, run->order, mod, tgt,

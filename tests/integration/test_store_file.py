@@ -136,6 +136,10 @@ class RootStoreTest(Base):
     def test_counts_and_reasons(self):
         self.assertEqual(self.v("pki_store_certificates", module="roots", target=self.T,
                                 role="root"), 7.0)
+        # the SPEC's label for the store
+        self.assertEqual(self.v("pki_store_certificates", store=self.T, role="root"), 7.0)
+        self.assertEqual(self.v("pki_store_misplaced_certificates", store=self.T,
+                                reason="duplicate"), 1.0)
         self.assertMisplaced("roots", self.T, {"not_self_signed": 1, "private_key_present": 2,
                                                 "duplicate": 1, "expired": 1, "not_ca": 1})
 
