@@ -45,15 +45,6 @@ static const struct metric_desc M_SERVER_AUTH = {
 	"Whether the leaf certificate may be used for TLS servers (EKU "
 	"serverAuth, anyExtendedKeyUsage, or no EKU).",
 	METRIC_GAUGE};
-static const struct metric_desc M_WEAK_SIG = {
-	"pki_cert_weak_signature",
-	"1 when a certificate below the trust anchor is signed with MD5 or "
-	"SHA-1 (or MD2/MD4).",
-	METRIC_GAUGE};
-static const struct metric_desc M_WEAK_KEY = {
-	"pki_cert_weak_key",
-	"1 when a certificate's key is RSA/DSA under 2048 bits or EC under 224.",
-	METRIC_GAUGE};
 static const struct metric_desc M_URL = {
 	"pki_cert_url_info",
 	"CRL distribution point and AIA URLs of a certificate (kind cdp, ocsp "
@@ -189,19 +180,9 @@ static void emit_sent(struct probe_run *run, const struct tls_conn *c)
 		if (x509_facts_init(&f, x))
 			continue;
 		snprintf(pos, sizeof(pos), "%d", i);
+		/* dates, facts, weak signature and key */
 		x509_emit_facts(run->out, run->order, mod, tgt, c->address, i,
 				&f);
-		/* a trust anchor's self-signature is never checked, so a
-		 * SHA-1 root is harmless; below it, it is not */
-		expo_add(run->out, &M_WEAK_SIG, run->order,
-			 f.weak_signature && !f.self_signed, "module", mod,
-			 "target", tgt, "address", c->address, "position", pos,
-			 "subject_cn", f.subject_cn, "issuer_cn", f.issuer_cn,
-			 "serial", f.serial, NULL);
-		expo_add(run->out, &M_WEAK_KEY, run->order, f.weak_key,
-			 "module", mod, "target", tgt, "address", c->address,
-			 "position", pos, "subject_cn", f.subject_cn,
-			 "issuer_cn", f.issuer_cn, "serial", f.serial, NULL);
 		emit_urls(run, c->address, pos, &f);
 		if (i == 0)
 			expo_add(run->out, &M_SERVER_AUTH, run->order,
