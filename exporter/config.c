@@ -35,6 +35,10 @@ void errbuf_cleanup(struct errbuf *eb)
 
 static void errbuf_vadd(struct errbuf *eb, unsigned long line,
 			unsigned long col, const char *fmt, va_list ap)
+	__attribute__((format(printf, 4, 0)));
+
+static void errbuf_vadd(struct errbuf *eb, unsigned long line,
+			unsigned long col, const char *fmt, va_list ap)
 {
 	eb->count++;
 	if (line)
@@ -62,6 +66,10 @@ void errbuf_add(struct errbuf *eb, const struct cfg_node *node,
 	errbuf_vadd(eb, line, col, fmt, ap);
 	va_end(ap);
 }
+
+static void errbuf_at(struct errbuf *eb, unsigned long line,
+		      unsigned long col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 static void errbuf_at(struct errbuf *eb, unsigned long line,
 		      unsigned long col, const char *fmt, ...)

@@ -415,6 +415,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
 

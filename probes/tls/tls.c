@@ -431,6 +431,7 @@ static void probe_finish_if_idle(struct tls_probe *p);
 
 static void conn_close(struct tls_conn *c)
 {
+	loop_timer_cancel(c->p->run->loop, &c->verdict);
 	loop_io_del(c->p->run->loop, &c->io);
 	if (c->ssl) {
 		SSL_set_app_data(c->ssl, NULL);
@@ -576,19 +577,72 @@ static enum probe_fail ssl_fail(int ret, int err)
 	}
 }
 
+/* How long a TLS 1.3 server that asked for a client certificate gets to
+ * say no after our Finished (it normally answers at once: an alert, or a
+ * session ticket meaning yes). */
+#define TLS_VERDICT_NS (500 * 1000000LL)
+
+static void conn_accepted(struct tls_conn *c)
+{
+	c->handshake_ok = true;
+	/* best effort close_notify, never waited for */
+	ERR_clear_error();
+	SSL_shutdown(c->ssl);
+	conn_end(c, PROBE_OK);
+}
+
+static void on_verdict_timeout(struct loop_timer *t)
+{
+	struct tls_conn *c = t->arg;
+
+	if (!c->finished)
+		conn_accepted(c);	/* the server said nothing: no rejection */
+}
+
+/* TLS 1.3 moves the client's certificate after the client's Finished: our
+ * handshake "succeeds" before the server has looked at it, and a server
+ * that requires one rejects us with an alert afterwards. Read once to see
+ * which it is. */
+static void conn_verdict(struct tls_conn *c)
+{
+	char byte;
+	int ret, err;
+
+	ERR_clear_error();
+	ret = SSL_read(c->ssl, &byte, 1);
+	err = ret > 0 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, ret);
+	if (ret > 0 || err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		/* data or a session ticket: the server went on with us */
+		conn_accepted(c);
+		return;
+	}
+	c->handshake_ok = false;
+	conn_end(c, ssl_fail(ret, err));
+	ERR_clear_error();
+}
+
 static void conn_handshake(struct tls_conn *c)
 {
 	int ret, err;
 
+	if (c->awaiting_verdict) {
+		conn_verdict(c);
+		return;
+	}
 	ERR_clear_error();
 	ret = SSL_do_handshake(c->ssl);
 	if (ret == 1) {
-		c->handshake_ok = true;
 		conn_collect(c);
-		/* best effort close_notify, never waited for */
-		ERR_clear_error();
-		SSL_shutdown(c->ssl);
-		conn_end(c, PROBE_OK);
+		if (c->cert_requested && SSL_version(c->ssl) == TLS1_3_VERSION) {
+			c->awaiting_verdict = true;
+			loop_timer_init(&c->verdict, on_verdict_timeout, c);
+			if (loop_timer_set(c->p->run->loop, &c->verdict,
+					   loop_now() + TLS_VERDICT_NS) ||
+			    conn_arm(c, EPOLLIN))
+				conn_end(c, PROBE_FAIL_INTERNAL);
+			return;
+		}
+		conn_accepted(c);
 		return;
 	}
 	err = SSL_get_error(c->ssl, ret);
@@ -775,6 +829,7 @@ static void probe_connect(struct tls_probe *p)
 			c->h = h;
 			c->fd = -1;
 			loop_io_init(&c->io, conn_on_io, c);
+			loop_timer_init(&c->verdict, on_verdict_timeout, c);
 			memcpy(&c->sa, &h->addrs[a], h->addrlens[a]);
 			c->salen = h->addrlens[a];
 			format_address(c);

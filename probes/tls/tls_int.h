@@ -76,6 +76,9 @@ struct tls_conn {
 	char starttls_err[200];
 	long verify;		/* X509_V_OK or an X509_V_ERR_* */
 	bool cert_requested;	/* the server sent a CertificateRequest */
+	bool awaiting_verdict;	/* TLS 1.3: handshake done on our side, the
+				   server may still reject our certificate */
+	struct loop_timer verdict;
 	unsigned ca_names;	/* CA names in it */
 	size_t ca_names_bytes;	/* their DER size, summed */
 	STACK_OF(X509) *sent;	/* as the server sent them, owned */
