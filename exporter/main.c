@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -197,6 +198,17 @@ int main(int argc, char **argv)
 		curl_global_cleanup();
 		dns_global_cleanup();
 		return rc ? 1 : 0;
+	}
+
+	/* Every probe holds a socket and concurrent scrapes add up: use the
+	 * hard limit on open files, as Go programs (blackbox_exporter) do. */
+	{
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 	}
 
 	/* Block the signals in every thread; this one waits for them. */
