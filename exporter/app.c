@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "events/events.h"
 #include "log.h"
 #include "probes/dns/dns.h"
 #include "xalloc.h"
@@ -120,6 +121,8 @@ int app_init(struct app *a, const char *config_file)
 
 void app_cleanup(struct app *a)
 {
+	events_stop(a->events);	/* before the config it borrows goes */
+	a->events = NULL;
 	app_put(a, a->cfg);
 	a->cfg = NULL;
 	xfree(a->config_file);
@@ -152,6 +155,31 @@ void app_put(struct app *a, struct config *cfg)
 		config_free(cfg);
 }
 
+/* Start the events subsystem with the first configuration and switch it
+ * on every later one. It borrows cfg->events until the next switch, so
+ * this runs before the previous config can be freed. */
+static void app_events(struct app *a, const struct config *cfg)
+{
+	struct events *ev;
+
+	pthread_mutex_lock(&a->lock);
+	ev = a->events;
+	pthread_mutex_unlock(&a->lock);
+	if (!ev) {
+		ev = events_start(cfg->events);
+		if (!ev) {
+			log_err("events", "cannot start the events subsystem");
+			return;
+		}
+		pthread_mutex_lock(&a->lock);
+		a->events = ev;
+		pthread_mutex_unlock(&a->lock);
+	} else if (events_reconfigure(ev, cfg->events)) {
+		log_err("events", "reconfiguration incomplete (out of memory "
+				  "or no thread): some inputs or rules are off");
+	}
+}
+
 int app_reload(struct app *a, struct errbuf *eb)
 {
 	struct config *cfg, *old;
@@ -172,6 +200,7 @@ int app_reload(struct app *a, struct errbuf *eb)
 	a->last_reload_ok = true;
 	a->last_reload_success = wall_now();
 	pthread_mutex_unlock(&a->lock);
+	app_events(a, cfg);
 	app_put(a, old);	/* freed once the last scrape lets go */
 	pthread_mutex_unlock(&a->reload_lock);
 	log_info("config", "loaded %s: %zu modules, %zu targets",
@@ -228,6 +257,7 @@ static void emit_process(struct app *a, struct expo_set *out)
 void app_emit_self(struct app *a, struct expo_set *out)
 {
 	const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
+	struct events *ev;
 	bool ok;
 	double ts;
 	struct config *cfg;
@@ -242,6 +272,10 @@ void app_emit_self(struct app *a, struct expo_set *out)
 	pthread_mutex_unlock(&a->lock);
 	expo_add(out, &M_RELOAD_OK, 0, ok, NULL);
 	expo_add(out, &M_RELOAD_TS, 0, ts, NULL);
+	pthread_mutex_lock(&a->lock);
+	ev = a->events;
+	pthread_mutex_unlock(&a->lock);
+	events_emit(ev, out);
 	cfg = app_get(a);
 	if (cfg) {
 		for (size_t m = 0; m < cfg->nmodules; m++) {

@@ -9,6 +9,8 @@
 #include "config.h"
 #include "expo.h"
 
+struct events;
+
 struct app {
 	pthread_mutex_t lock;	/* guards cfg and the refcounts */
 	pthread_mutex_t reload_lock;	/* one reload at a time */
@@ -17,6 +19,7 @@ struct app {
 	bool last_reload_ok;
 	double last_reload_success;	/* Unix seconds */
 	double start_time;
+	struct events *events;	/* events/ subsystem; set under lock */
 };
 
 int app_init(struct app *a, const char *config_file);

@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "csv.h"
+#include "events/events.h"
 #include "probes/probe.h"
 #include "xalloc.h"
 
@@ -477,6 +478,7 @@ static int parse_global(const struct cfg_node *n, struct config *cfg,
 				buf_putc(&csv, ',');
 			buf_puts(&csv, g->dns_servers[k]);
 		}
+		xfree(g->dns_csv);	/* a duplicate `global:` key */
 		g->dns_csv = buf_steal(&csv, NULL);
 	}
 	return 0;
@@ -492,7 +494,9 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 		return -EINVAL;
 	}
 	len = cfg_len(n);
-	if (len && xgrow((void **)&cfg->modules, &cap, len,
+	/* a second `modules:` key (reported as a duplicate) appends: room
+	 * for what the first one added too */
+	if (len && xgrow((void **)&cfg->modules, &cap, cfg->nmodules + len,
 			 sizeof(*cfg->modules)))
 		return -ENOMEM;
 	for (size_t i = 0; i < len; i++) {
@@ -1005,6 +1009,10 @@ int config_load_text(const char *file, const char *text, size_t len,
 		if (strcmp(p.key, "targets") == 0) {
 			if (parse_targets(&p.vnode, cfg, eb) == -ENOMEM)
 				goto nomem;
+		} else if (strcmp(p.key, "events") == 0) {
+			if (events_parse(&p.vnode, cfg, &cfg->events, eb) ==
+			    -ENOMEM)
+				goto nomem;
 		} else {
 			errbuf_add(eb, &p.knode, "unknown top-level key '%s'",
 				   p.key);
@@ -1049,6 +1057,7 @@ void config_free(struct config *cfg)
 	cfg_strings_free(cfg->global.dns_servers, cfg->global.ndns);
 	xfree(cfg->global.dns_csv);
 	xfree(cfg->global.proxy);
+	events_cfg_free(cfg->events);
 	xfree(cfg->file);
 	xfree(cfg->dir);
 	xfree(cfg);

@@ -13,6 +13,7 @@
 struct probe_ops;
 struct cfg_node;
 struct config;
+struct events_cfg;
 
 /* Errors gathered as "file:line:col: reason\n" lines. */
 struct errbuf {
@@ -118,6 +119,7 @@ struct config {
 	struct cfg_target *targets;
 	size_t ntargets;
 	size_t captargets;
+	struct events_cfg *events;	/* `events:`, or NULL; owned */
 };
 
 /* Load and validate `file`. On success *out is a new config (refs = 1).

@@ -158,10 +158,9 @@ static enum MHD_Result serve_metrics(struct http *h, struct MHD_Connection *c)
 	return ret;
 }
 
-static bool param_ok(const char *s)
+/* n bytes as decoded by MHD: a %00 inside shows as a NUL before n */
+static bool param_ok(const char *s, size_t n)
 {
-	size_t n = strlen(s);
-
 	if (n == 0 || n > HTTP_MAX_PARAM)
 		return false;
 	for (size_t i = 0; i < n; i++)
@@ -170,22 +169,54 @@ static bool param_ok(const char *s)
 	return true;
 }
 
+struct probe_args {
+	const char *mod, *tgt;
+	size_t mod_len, tgt_len;
+	unsigned nmod, ntgt;
+};
+
+static enum MHD_Result probe_arg(void *cls, enum MHD_ValueKind kind,
+				 const char *key, size_t key_size,
+				 const char *value, size_t value_size)
+{
+	struct probe_args *a = cls;
+
+	(void)kind;
+	if (key_size == 6 && memcmp(key, "module", 6) == 0) {
+		a->nmod++;
+		a->mod = value;
+		a->mod_len = value ? value_size : 0;
+	} else if (key_size == 6 && memcmp(key, "target", 6) == 0) {
+		a->ntgt++;
+		a->tgt = value;
+		a->tgt_len = value ? value_size : 0;
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result serve_probe(struct http *h, struct MHD_Connection *c)
 {
-	const char *mod = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-						      "module");
-	const char *tgt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND,
-						      "target");
+	struct probe_args a = {NULL, NULL, 0, 0, 0, 0};
+	const char *mod, *tgt;
 	const struct cfg_target *t;
 	struct config *cfg;
 	enum MHD_Result ret;
 	size_t idx;
 
+	MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, probe_arg, &a);
+	mod = a.mod;
+	tgt = a.tgt;
 	if (!mod || !tgt)
 		return respond_text(c, MHD_HTTP_BAD_REQUEST,
 				    "parameters 'module' and 'target' are "
 				    "required\n");
-	if (!param_ok(mod) || !param_ok(tgt))
+	/* a second value is ambiguous (which one would a proxy in front
+	 * have checked?): refused, not guessed */
+	if (a.nmod > 1 || a.ntgt > 1)
+		return respond_text(c, MHD_HTTP_BAD_REQUEST,
+				    "'module' and 'target' must each be given "
+				    "once\n");
+	if (!param_ok(mod, a.mod_len) || !param_ok(tgt, a.tgt_len))
 		return respond_text(c, MHD_HTTP_BAD_REQUEST,
 				    "'module' and 'target' must be 1-%d "
 				    "printable bytes\n",

@@ -284,10 +284,16 @@ static void run_on_timer(struct loop_timer *t)
 {
 	struct probe_run *run = t->arg;
 
-	if (!run->done)
-		run->module->ops->cancel(run, run->deadline_is_scrape
-						      ? PROBE_FAIL_DEADLINE
-						      : PROBE_FAIL_TIMEOUT);
+	if (run->done)
+		return;
+	/* the scrape's deadline, not the module's timeout: this run is cut
+	 * off while running (pki_exporter_scrape_probes{outcome="cancelled"}),
+	 * like the ones the engine ends after its loop */
+	if (run->deadline_is_scrape)
+		run->scrape->stats->cancelled++;
+	run->module->ops->cancel(run, run->deadline_is_scrape
+					      ? PROBE_FAIL_DEADLINE
+					      : PROBE_FAIL_TIMEOUT);
 }
 
 static void run_start(struct scrape *s, struct probe_run *run)

@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "probes/crl/crl.h"
 #include "probes/file/file.h"
 #include "probes/store/store.h"
 #include "probes/tls/tls.h"
@@ -10,6 +11,7 @@ static const struct probe_ops *const all_probes[] = {
 	&tls_probe_ops,
 	&store_probe_ops,
 	&file_probe_ops,
+	&crl_probe_ops,
 };
 
 const struct probe_ops *probe_find(const char *name)

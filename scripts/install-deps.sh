@@ -8,16 +8,21 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 
-RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl"
+RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl \
+libjansson4 libpcre2-8-0"
 BUILD="build-essential cmake pkg-config git libmicrohttpd-dev libssl-dev \
 libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev \
-libgnutls28-dev libcrypt-dev"
+libgnutls28-dev libcrypt-dev libjansson-dev"
 # Real servers for the integration tests and the demo (exim4 and slapd for
 # STARTTLS; each runs from a temp config, never as a system service), the
-# peer for the benchmark, and promtool/prometheus for the end-to-end checks.
+# peers for the benchmarks (mtail for bench/events_ingest.py), and
+# promtool/prometheus for the end-to-end checks; tinyproxy is the HTTP proxy
+# CRL/OCSP fetches go through in test_revocation.py, slapd (+ ldap-utils)
+# serves its LDAP CDPs.
 TEST="openssl python3 curl nginx-light dnsmasq-base prometheus \
 prometheus-blackbox-exporter valgrind procps exim4-daemon-light slapd \
-chromium"
+chromium mtail \
+tinyproxy-bin ldap-utils"
 
 if [ "${1:-}" = "--runtime" ]; then
 	PKGS="$RUNTIME"

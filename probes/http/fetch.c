@@ -69,6 +69,8 @@ const char *fetch_err_str(enum fetch_err e)
 		[FETCH_ERR_LDAP] = "ldap_error",
 		[FETCH_ERR_LDAP_AUTH] = "ldap_bind_failed",
 		[FETCH_ERR_NOT_FOUND] = "not_found",
+		[FETCH_ERR_PERMISSION] = "permission_denied",
+		[FETCH_ERR_FILE] = "file_error",
 		[FETCH_ERR_UNSUPPORTED] = "unsupported",
 		[FETCH_ERR_INTERNAL] = "internal_error",
 	};
@@ -355,6 +357,9 @@ static enum fetch_err map_curl(const struct fetch *ft, CURLcode rc,
 	case CURLE_LOGIN_DENIED:
 		return FETCH_ERR_LDAP_AUTH;
 	case CURLE_LDAP_SEARCH_FAILED:
+		/* "LDAP remote: No such object" */
+		return strstr(ft->errbuf, "No such object") ? FETCH_ERR_NOT_FOUND
+							   : FETCH_ERR_LDAP;
 	case CURLE_LDAP_INVALID_URL:
 		return FETCH_ERR_LDAP;
 	case CURLE_REMOTE_FILE_NOT_FOUND:

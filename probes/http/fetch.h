@@ -34,7 +34,9 @@ enum fetch_err {
 	FETCH_ERR_PROTOCOL,	/* garbled or empty answer */
 	FETCH_ERR_LDAP,		/* LDAP search failed */
 	FETCH_ERR_LDAP_AUTH,	/* LDAP bind refused */
-	FETCH_ERR_NOT_FOUND,	/* LDAP object or attribute not there */
+	FETCH_ERR_NOT_FOUND,	/* LDAP object or file not there */
+	FETCH_ERR_PERMISSION,	/* file:// not readable */
+	FETCH_ERR_FILE,		/* file:// not a regular file, I/O error */
 	FETCH_ERR_UNSUPPORTED,	/* scheme this build cannot fetch */
 	FETCH_ERR_INTERNAL,
 	FETCH_ERR__COUNT,

@@ -107,6 +107,7 @@ static void tls_cfg_free(void *p)
 
 	if (!m)
 		return;
+	tls_verify_cache_free(m);
 	SSL_CTX_free(m->ctx);
 	X509_STORE_free(m->roots);
 	xfree(m->srv);
@@ -115,6 +116,7 @@ static void tls_cfg_free(void *p)
 	xfree(m->ca_file);
 	xfree(m->client_cert);
 	xfree(m->client_key);
+	tls_revoc_cfg_free(m);
 	xfree(m);
 }
 
@@ -245,6 +247,10 @@ static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
 	SSL_CTX_set_session_cache_mode(m->ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(m->ctx, SSL_OP_NO_TICKET);
 	SSL_CTX_set_cert_cb(m->ctx, on_cert_request, NULL);
+	if (tls_verify_cache_install(m)) {
+		errbuf_add(eb, at, "out of memory");
+		return -ENOMEM;
+	}
 	if (m->ca_file) {
 		if (!SSL_CTX_load_verify_locations(m->ctx, m->ca_file, NULL)) {
 			errbuf_add(eb, at, "tls: cannot load ca_file '%s': %s",
@@ -327,6 +333,8 @@ static void parse_module_key(const struct cfg_pair *p,
 	} else if (strcmp(p->key, "tls") == 0) {
 		*tls_node = p->vnode;
 		tls_parse_tls_block(&p->vnode, cfg, m, eb);
+	} else if (strcmp(p->key, "revocation") == 0) {
+		tls_revoc_parse(&p->vnode, cfg, m, eb);	/* tls_revoc.c */
 	} else {
 		errbuf_add(eb, &p->knode,
 			   "module: unknown key '%s' for prober tls", p->key);
@@ -553,6 +561,7 @@ static void conn_collect(struct tls_conn *c)
 		c->sent = chain_dup(SSL_get_peer_cert_chain(c->ssl));
 	if (!c->verified && c->verify == X509_V_OK)
 		c->verified = chain_dup(SSL_get0_verified_chain(c->ssl));
+	tls_revoc_collect(c);	/* the stapled OCSP response, if asked */
 }
 
 static enum probe_fail ssl_fail(int ret, int err)
@@ -675,6 +684,7 @@ static void conn_begin_tls(struct tls_conn *c)
 	}
 	SSL_set_app_data(c->ssl, c);
 	SSL_set_connect_state(c->ssl);
+	tls_revoc_prepare(c);	/* ask for a stapled OCSP response */
 	sni = p->m->server_name ? p->m->server_name : c->h->name;
 	if (!(p->t->is_ip && !c->h->from_srv && !p->m->server_name))
 		SSL_set_tlsext_host_name(c->ssl, sni);
@@ -1030,8 +1040,15 @@ static void probe_report(struct tls_probe *p, enum probe_fail override)
 	}
 	if (override != PROBE_OK && fail == PROBE_OK)
 		fail = override;
+	tls_revoc_report(p, override);	/* pki_cert_revoked, pki_crl_*, ... */
 	run->stage = stage;
 	probe_done(run, fail);
+}
+
+/* The revocation check of a finished run is over (tls_revoc.c). */
+static void revoc_done(void *arg)
+{
+	probe_report(arg, PROBE_OK);
 }
 
 static void probe_finish_if_idle(struct tls_probe *p)
@@ -1044,6 +1061,9 @@ static void probe_finish_if_idle(struct tls_probe *p)
 		if (p->m->every_address &&
 		    p->hosts[i].next < p->hosts[i].first + p->hosts[i].n)
 			return;
+	/* with `revocation:`, check the chains first (tls_revoc.c) */
+	if (p->revoc || tls_revoc_begin(p, revoc_done))
+		return;
 	probe_report(p, PROBE_OK);
 }
 
@@ -1076,6 +1096,7 @@ static void tls_release(struct probe_run *run)
 	dns_cancel(&p->srvq);
 	for (size_t i = 0; i < p->nhosts; i++)
 		dns_cancel(&p->hosts[i].q);
+	tls_revoc_free(p);
 	for (size_t i = 0; i < p->nconns; i++) {
 		conn_close(&p->conns[i]);
 		sk_X509_pop_free(p->conns[i].sent, X509_free);

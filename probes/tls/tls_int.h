@@ -21,6 +21,7 @@ struct tls_module {
 	/* Self-signed anchors only, to tell whether a chain is complete as
 	 * sent; NULL when the verification store holds nothing else. */
 	X509_STORE *roots;
+	struct tls_verify_cache *verify_cache;	/* tls_verify.c */
 	bool every_address;
 	int family;		/* AF_UNSPEC, AF_INET or AF_INET6 */
 	enum starttls_proto starttls;
@@ -30,6 +31,7 @@ struct tls_module {
 	char *ca_file;
 	char *client_cert;
 	char *client_key;
+	struct revoc_cfg *revocation;	/* `revocation:`, or NULL */
 };
 
 struct tls_target {
@@ -83,6 +85,8 @@ struct tls_conn {
 	size_t ca_names_bytes;	/* their DER size, summed */
 	STACK_OF(X509) *sent;	/* as the server sent them, owned */
 	STACK_OF(X509) *verified;	/* the verified chain, owned */
+	unsigned char *staple;	/* stapled OCSP response, owned (revocation) */
+	size_t staple_len;
 };
 
 struct tls_probe {
@@ -97,7 +101,35 @@ struct tls_probe {
 	size_t nconns;
 	size_t active;		/* connections in flight */
 	bool starting;		/* probe_connect is still starting hosts */
+	struct revoc *revoc;	/* the revocation check, once started */
 };
+
+/* tls_revoc.c: revocation of the chains a run saw (module `revocation:`,
+ * probes/crl/revoc.h). tls.c calls these hooks and nothing else of it. */
+struct revoc_cfg;
+struct revoc;
+struct cfg_node;
+struct config;
+struct errbuf;
+int tls_revoc_parse(const struct cfg_node *n, const struct config *cfg,
+		    struct tls_module *m, struct errbuf *eb);
+void tls_revoc_cfg_free(struct tls_module *m);
+/* Before the handshake: ask for a stapled OCSP response. */
+void tls_revoc_prepare(struct tls_conn *c);
+/* After it: keep the stapled response. */
+void tls_revoc_collect(struct tls_conn *c);
+/* Every connection is done: pool the CA certificates seen (the crl probe
+ * verifies CRLs with them), then start checking; `done(p)` runs when the
+ * check is over. false: nothing to check, report now. */
+bool tls_revoc_begin(struct tls_probe *p, void (*done)(void *p));
+/* Write the revocation samples (cutting off what still runs). */
+void tls_revoc_report(struct tls_probe *p, enum probe_fail why);
+void tls_revoc_free(struct tls_probe *p);
+
+/* tls_verify.c: chain verification results cached by chain fingerprint
+ * for the module's lifetime (its trust store never changes). */
+int tls_verify_cache_install(struct tls_module *m);
+void tls_verify_cache_free(struct tls_module *m);
 
 /* tls_report.c: write every sample of a finished run. */
 void tls_report_host(struct probe_run *run, const struct tls_host *h);

@@ -1330,8 +1330,11 @@ class Exporter:
     flag_style 'equals' passes --flag=value, 'space' passes --flag value."""
 
     def __init__(self, directory, config_text, name="exporter", extra_args=(),
-                 flag_style="equals", cwd="/"):
+                 flag_style="equals", cwd="/", wrapper=()):
+        """wrapper: argv put in front of the binary (e.g. valgrind and its
+        options)."""
         self.bin = exporter_binary()
+        self.wrapper = list(wrapper)
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.name = name
@@ -1352,11 +1355,13 @@ class Exporter:
     def _flag(self, k, v):
         return ["%s=%s" % (k, v)] if self.flag_style == "equals" else [k, v]
 
-    def start(self, timeout=15.0):
+    def start(self, timeout=15.0, port=None):
+        """port: listen on that port (a restart on the same address; the
+        port may take a moment to be free again); default a free one."""
         last = None
         for _attempt in range(3):
-            self.port = free_port()
-            argv = [self.bin] + self._flag("--config.file", self.config_path) \
+            self.port = port or free_port()
+            argv = self.wrapper + [self.bin] + self._flag("--config.file", self.config_path) \
                 + self._flag("--web.listen-address", "127.0.0.1:%d" % self.port) \
                 + self._flag("--log.level", "debug") + self.extra_args
             self.proc = start_process(argv, self.name, self.dir, cwd=self.cwd)
@@ -1370,6 +1375,8 @@ class Exporter:
                 self.proc.stop()
                 if "address already in use" not in self.proc.log_tail().lower():
                     raise
+                if port:
+                    time.sleep(1.0)
         raise last
 
     def wait_ready(self, timeout=15.0):
@@ -1451,7 +1458,10 @@ class PrometheusRunner:
     X-Prometheus-Scrape-Timeout-Seconds = scrape_timeout."""
 
     def __init__(self, directory, targets, scrape_interval="1s", scrape_timeout="1s",
-                 metrics_path="/metrics", job="pki"):
+                 metrics_path="/metrics", job="pki", scrape_configs=None):
+        """scrape_configs: a list of Prometheus scrape_config dicts used
+        instead of the one job built from targets/metrics_path/job (e.g.
+        /probe jobs with relabel_configs)."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.targets = list(targets)
@@ -1459,15 +1469,18 @@ class PrometheusRunner:
         self.scrape_timeout = scrape_timeout
         self.metrics_path = metrics_path
         self.job = job
+        self.scrape_configs = scrape_configs
         self.port = None
         self.proc = None
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, port=None):
+        """port: listen there (a restart keeping the address); default a
+        free one."""
         cfg = {
             "global": {"scrape_interval": self.scrape_interval,
                        "scrape_timeout": self.scrape_timeout,
                        "evaluation_interval": self.scrape_interval},
-            "scrape_configs": [{
+            "scrape_configs": self.scrape_configs or [{
                 "job_name": self.job,
                 "metrics_path": self.metrics_path,
                 "static_configs": [{"targets": self.targets}],
@@ -1476,7 +1489,7 @@ class PrometheusRunner:
         conf = os.path.join(self.dir, "prometheus.yml")
         with open(conf, "w") as f:
             f.write(to_yaml(cfg) + "\n")
-        self.port = free_port()
+        self.port = port or free_port()
         argv = [PROMETHEUS, "--config.file=" + conf,
                 "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
                 "--web.listen-address=127.0.0.1:%d" % self.port,
@@ -1645,3 +1658,270 @@ class CoreFixture:
                 setattr(self, what, None)
         if self.tmp:
             self.tmp.cleanup()
+
+
+# ---------------------------------------------------------------------------
+# misbehaving servers: scripted TCP peers and a DNS server with bad answers
+# ---------------------------------------------------------------------------
+
+def open_fds(pid):
+    """Number of open file descriptors of a process (Linux /proc)."""
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def read_some(conn, n=16384, timeout=2.0):
+    """Whatever the peer sends within `timeout` (b"" on timeout or EOF)."""
+    conn.settimeout(timeout)
+    try:
+        return conn.recv(n)
+    except (socket.timeout, OSError):
+        return b""
+
+
+class ScriptedTCPServer:
+    """A TCP server on 127.0.0.1:<free port> whose every connection runs
+    handler(conn, server) in its own daemon thread. Handlers must end by
+    themselves (bounded loops) and should check server.stopping, an Event set
+    by stop(). stop() closes the listener and every connection and joins the
+    threads (bounded). Counts: accepted."""
+
+    def __init__(self, handler, name="scripted", host="127.0.0.1", port=None):
+        self.handler = handler
+        self.name = name
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port or 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(128)
+        self.sock.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.accepted = 0
+        self.errors = []
+        self._conns = []
+        self._threads = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name="%s-%d" % (name, self.port))
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self, conn):
+        try:
+            self.handler(conn, self)
+        except OSError:
+            pass            # the peer went away: expected with hostile peers
+        except Exception as e:  # noqa: BLE001 - reported through .errors
+            self.errors.append(repr(e))
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _loop(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            t = threading.Thread(target=self._run, args=(c,), daemon=True)
+            with self._lock:
+                self.accepted += 1
+                self._conns.append(c)
+                self._threads.append(t)
+            t.start()
+
+    def stop(self):
+        self.stopping.set()
+        self._thread.join(2)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self._lock:
+            conns, threads = list(self._conns), list(self._threads)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for t in threads:
+            t.join(2)
+
+
+def _dns_name(data, off):
+    """(dotted name, offset after it) of an uncompressed question name."""
+    labels = []
+    while True:
+        ln = data[off]
+        off += 1
+        if ln == 0:
+            return ".".join(labels), off
+        if ln & 0xC0:
+            raise ValueError("compressed name in a question")
+        labels.append(data[off:off + ln].decode("ascii", "replace"))
+        off += ln
+
+
+class FakeDnsServer:
+    """A DNS server on 127.0.0.1:<port> (UDP and TCP) answering each name as
+    told. behaviours: {name: b} with b one of
+      ("A", "1.2.3.4")   an A record (AAAA queries get NOERROR, no data)
+      ("A", "1.2.3.4", 1.5)  the same, sent 1.5 s late (UDP only)
+      "nxdomain"         rcode 3
+      "servfail"         rcode 2
+      "refused"          rcode 5
+      "drop"             no answer at all
+      "truncated"        UDP: TC bit and no answers; TCP: a length prefix
+                         longer than what follows, then close
+      "garbage"          the query id, then bytes that are no DNS message
+    Names not listed are NXDOMAIN. queries: [(proto, name, qtype)]."""
+
+    def __init__(self, behaviours, port=None):
+        self.behaviours = {k.lower().rstrip("."): v for k, v in behaviours.items()}
+        self.port = port or free_udp_tcp_port()
+        self.queries = []
+        self.stopping = threading.Event()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", self.port))
+        self.udp.settimeout(0.2)
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen(64)
+        self.tcp.settimeout(0.2)
+        self._threads = [threading.Thread(target=self._udp_loop, daemon=True),
+                         threading.Thread(target=self._tcp_loop, daemon=True)]
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def _answer(self, query, proto):
+        """The reply bytes for a query, or None (drop)."""
+        if len(query) < 12:
+            return None
+        qid, flags, qd = struct.unpack(">HHH", query[:6])
+        if qd != 1:
+            return None
+        name, off = _dns_name(query, 12)
+        qtype, _qclass = struct.unpack(">HH", query[off:off + 4])
+        question = query[12:off + 4]
+        self.queries.append((proto, name.lower(), qtype))
+        b = self.behaviours.get(name.lower().rstrip("."), "nxdomain")
+        rd = flags & 0x0100
+
+        def msg(rcode, answers=b"", ancount=0, tc=False):
+            f = 0x8000 | 0x0400 | rd | 0x0080 | rcode | (0x0200 if tc else 0)
+            return struct.pack(">HHHHHH", qid, f, 1, ancount, 0, 0) + question + answers
+
+        if b == "drop":
+            return None
+        if b == "nxdomain":
+            return msg(3)
+        if b == "servfail":
+            return msg(2)
+        if b == "refused":
+            return msg(5)
+        if b == "garbage":
+            return struct.pack(">H", qid) + b"\xff" * 5 + b"garbage\x00\x01" * 3
+        if b == "truncated":
+            return msg(0, tc=True) if proto == "udp" else b"TRUNCATED"
+        if isinstance(b, tuple) and b[0] == "A":
+            if qtype != 1:
+                return msg(0)
+            rr = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(b[1])
+            return msg(0, rr, 1)
+        return msg(3)
+
+    def _delay(self, query):
+        """Seconds to hold the answer to this query back (0: none)."""
+        try:
+            name, _ = _dns_name(query, 12)
+        except (ValueError, IndexError):
+            return 0
+        b = self.behaviours.get(name.lower().rstrip("."))
+        return b[2] if isinstance(b, tuple) and len(b) > 2 else 0
+
+    def _send_later(self, reply, peer, delay):
+        if self.stopping.wait(delay):
+            return
+        try:
+            self.udp.sendto(reply, peer)
+        except OSError:
+            pass
+
+    def _udp_loop(self):
+        while not self.stopping.is_set():
+            try:
+                data, peer = self.udp.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                reply = self._answer(data, "udp")
+            except (ValueError, IndexError, struct.error):
+                continue
+            if reply is None:
+                continue
+            delay = self._delay(data)
+            if delay:
+                threading.Thread(target=self._send_later, args=(reply, peer, delay),
+                                 daemon=True).start()
+                continue
+            try:
+                self.udp.sendto(reply, peer)
+            except OSError:
+                pass
+
+    def _tcp_one(self, c):
+        try:
+            c.settimeout(2)
+            hdr = c.recv(2)
+            if len(hdr) < 2:
+                return
+            n = struct.unpack(">H", hdr)[0]
+            data = b""
+            while len(data) < n:
+                chunk = c.recv(n - len(data))
+                if not chunk:
+                    return
+                data += chunk
+            reply = self._answer(data, "tcp")
+            if reply is None:
+                return
+            if reply == b"TRUNCATED":
+                # promise 512 bytes, deliver 12, hang up
+                c.sendall(struct.pack(">H", 512) + data[:2] + b"\x80\x00" + b"\x00" * 8)
+                return
+            c.sendall(struct.pack(">H", len(reply)) + reply)
+        except (OSError, ValueError, IndexError, struct.error):
+            pass
+        finally:
+            c.close()
+
+    def _tcp_loop(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.tcp.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            threading.Thread(target=self._tcp_one, args=(c,), daemon=True).start()
+
+    def stop(self):
+        self.stopping.set()
+        for t in self._threads:
+            t.join(2)
+        for s in (self.udp, self.tcp):
+            try:
+                s.close()
+            except OSError:
+                pass

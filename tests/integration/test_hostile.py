@@ -1,0 +1,567 @@
+#!/usr/bin/env python3
+"""Hostile-input suite (issue #8, item 3): peers that misbehave on purpose.
+
+Run:  PKI_EXPORTER=build/pki_exporter python3 tests/integration/test_hostile.py
+
+Real servers on 127.0.0.1, all started here:
+  * TCP peers (harness.ScriptedTCPServer): one that accepts and never speaks,
+    one that drips a byte a second, one that answers the ClientHello with
+    garbage, one with a fatal TLS alert, one that resets the connection
+    (SO_LINGER 0), one that closes right after accepting; plus a port nobody
+    listens on;
+  * nginx: a good endpoint, a certificate with 10,000 SANs, a chain of
+    1 MiB (the leaf + 8 certificates of ~130 KB, each fat with an opaque
+    extension);
+  * a DNS server (harness.FakeDnsServer, UDP+TCP) answering NXDOMAIN,
+    SERVFAIL, REFUSED, nothing, truncated (TC over UDP, a short TCP
+    answer) and garbage.
+
+Each must fail only its own probe, with its stage and reason in
+pki_probe_failure_info, within the module timeout; the scrape answers on
+time; the process keeps running; its open file descriptors come back to
+the baseline; `promtool check metrics` accepts every exposition.
+
+CRL endpoints, proxies and syslog lines are not covered here yet: the
+`crl` prober and the `events:` key did not exist when this was written
+(see the skips at the end).
+"""
+
+import os
+import socket
+import struct
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+MODULE_TIMEOUT = 3.0            # seconds, every module here
+SCRAPE_HEADER = 8.0             # X-Prometheus-Scrape-Timeout-Seconds of the scrapes
+SLACK = 1.5                     # what a loaded CI machine may add to a deadline
+FIX = None
+
+
+# ---------------------------------------------------------------------------
+# the hostile TCP peers (each handler ends by itself: bounded loops)
+# ---------------------------------------------------------------------------
+
+def h_silent(conn, srv):
+    """Accept and never say a word (until the client leaves, or 60 s)."""
+    conn.settimeout(0.5)
+    for _ in range(120):
+        if srv.stopping.is_set():
+            return
+        try:
+            if conn.recv(4096) == b"":
+                return
+        except socket.timeout:
+            continue
+
+
+def h_drip(conn, srv):
+    """A TLS record header that promises 16 KiB, then one byte a second."""
+    payload = b"\x16\x03\x03\x40\x00" + b"\x02" * 120
+    h.read_some(conn, timeout=2)
+    for i in range(len(payload)):
+        if srv.stopping.wait(0 if i == 0 else 1.0):
+            return
+        conn.sendall(payload[i:i + 1])
+
+
+def h_garbage(conn, srv):
+    """Answer the ClientHello with bytes that are not TLS."""
+    h.read_some(conn, timeout=2)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nServer: not-tls\r\n\r\n" + bytes(range(256)) * 8)
+    srv.stopping.wait(0.5)
+
+
+def h_alert(conn, srv):
+    """A fatal handshake_failure alert in reply to the ClientHello."""
+    h.read_some(conn, timeout=2)
+    conn.sendall(b"\x15\x03\x03\x00\x02\x02\x28")
+    srv.stopping.wait(0.5)
+
+
+def h_reset(conn, srv):
+    """Read the ClientHello, then reset the connection (RST, no FIN)."""
+    h.read_some(conn, timeout=2)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def h_close(conn, srv):
+    """Close (FIN) as soon as the ClientHello arrives."""
+    h.read_some(conn, timeout=2)
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+PEERS = {
+    "silent": h_silent,
+    "drip": h_drip,
+    "garbage": h_garbage,
+    "alert": h_alert,
+    "reset": h_reset,
+    "close": h_close,
+}
+
+# name -> (stage, reasons accepted). One reason where the outcome is fixed;
+# a set where the kernel or c-ares decides (noted).
+EXPECT_TCP = {
+    "silent": ("handshake", {"timeout"}),
+    "drip": ("handshake", {"timeout"}),
+    "garbage": ("handshake", {"tls_error"}),
+    "alert": ("handshake", {"tls_alert"}),
+    "reset": ("handshake", {"connection_reset"}),
+    # documented as closed_by_peer; OpenSSL 3 reports an EOF inside the
+    # handshake as SSL_R_UNEXPECTED_EOF_WHILE_READING, which the tls probe
+    # maps to tls_error (see TestKnownIssues)
+    "close": ("handshake", {"closed_by_peer", "tls_error"}),
+    "refused": ("connect", {"connection_refused"}),
+    "huge_chain": ("handshake", {"tls_error"}),   # OpenSSL's 100 KiB max_cert_list
+}
+# name -> (module, stage, reasons). The truncated answer has a DNS server
+# of its own: with c-ares 1.18 a broken TCP answer resets every query in
+# flight to that server (see TestKnownIssues).
+EXPECT_DNS = {
+    "nx.test": ("hostile_dns", "resolve", {"nxdomain"}),
+    "sf.test": ("hostile_dns", "resolve", {"dns_error"}),
+    "refused.test": ("hostile_dns", "resolve", {"dns_error"}),
+    "drop.test": ("hostile_dns", "resolve", {"timeout"}),
+    "junk.test": ("hostile_dns", "resolve", {"timeout"}),   # c-ares ignores an unparsable reply
+    "tc.test": ("hostile_dns_tc", "resolve", {"dns_error"}),
+}
+
+
+def san_names(n):
+    """n distinct short DNS names (3 base-36 characters + '.t'), so that
+    10,000 of them stay under OpenSSL's 100 KiB certificate-list limit."""
+    digits = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return ["DNS:%s.t" % "".join(digits[(i // 36 ** k) % 36] for k in range(3))
+            for i in range(n)]
+
+
+class HostileFixture:
+    def __init__(self):
+        self.tmp = h.TempDir("pki-hostile-")
+        self.dir = self.tmp.path
+        self.servers = []
+        self.nginx = None
+        self.dns = None
+
+    def start(self):
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self):
+        pki = self.pki = h.PKI(self.tmp.join("pki"))
+        self.root = pki.root_ca(key="ec")
+        self.good = pki.leaf(self.root, "good", "good.test",
+                             sans=["DNS:good.test", "DNS:ok.test", "IP:127.0.0.1"])
+        self.many = pki.self_signed("many", "many-sans.test", sans=san_names(10000))
+        self.fat_leaf = pki.leaf(self.root, "fatleaf", "fat.test", sans=["IP:127.0.0.1"])
+        blob = "ab" * (130 * 1024)
+        self.fat = [pki.self_signed("fat%d" % i, "fat %d" % i,
+                                    extra_ext=["1.2.3.4.5.%d = ASN1:FORMAT:HEX,OCTETSTRING:%s"
+                                               % (i, blob)])
+                    for i in range(8)]
+        self.chain_bytes = sum(len(d) for c in [self.fat_leaf] + self.fat
+                               for d in h.pem_certs_der(c.cert))
+
+        ngx = self.nginx = h.NginxRunner(self.tmp.join("nginx"))
+        self.p_good = ngx.add(self.good)
+        self.p_many = ngx.add(self.many)
+        self.p_huge = ngx.add(self.fat_leaf, chain=self.fat)
+        ngx.start()
+
+        self.peers = {}
+        for name, fn in PEERS.items():
+            s = h.ScriptedTCPServer(fn, name=name).start()
+            self.servers.append(s)
+            self.peers[name] = s
+        self.p_refused = h.free_port()     # nobody listens there
+
+        self.dns = h.FakeDnsServer({
+            "ok.test": ("A", "127.0.0.1"),
+            "nx.test": "nxdomain",
+            "sf.test": "servfail",
+            "refused.test": "refused",
+            "drop.test": "drop",
+            "junk.test": "garbage",
+        }).start()
+        self.dns_tc = h.FakeDnsServer({"tc.test": "truncated"}).start()
+        self.dns_mix = h.FakeDnsServer({"slow.test": ("A", "127.0.0.1", 1.0),
+                                        "tc.test": "truncated"}).start()
+
+    def t(self, port, host="127.0.0.1"):
+        return "%s:%d" % (host, port)
+
+    def tcp_targets(self):
+        """name -> target string of every TCP-level hostile target."""
+        d = {name: self.t(s.port) for name, s in self.peers.items()}
+        d["refused"] = self.t(self.p_refused)
+        d["huge_chain"] = self.t(self.p_huge)
+        return d
+
+    def dns_targets(self):
+        return {name: "%s:443" % name for name in EXPECT_DNS}
+
+    def stop(self):
+        for s in self.servers:
+            try:
+                s.stop()
+            except Exception:
+                pass
+        self.servers = []
+        for what in ("nginx", "dns", "dns_tc", "dns_mix"):
+            obj = getattr(self, what, None)
+            if obj is not None:
+                try:
+                    obj.stop()
+                except Exception:
+                    pass
+                setattr(self, what, None)
+        self.tmp.cleanup()
+
+
+def setUpModule():
+    global FIX
+    h.exporter_binary()
+    FIX = HostileFixture().start()
+
+
+def tearDownModule():
+    if FIX:
+        FIX.stop()
+
+
+def hostile_config():
+    mod = {"prober": "tls", "timeout": "%ds" % MODULE_TIMEOUT,
+           "tls": {"ca_file": FIX.root.cert}}
+    dns_mod = dict(mod, dns_servers=["127.0.0.1:%d" % FIX.dns.port])
+    tc_mod = dict(mod, dns_servers=["127.0.0.1:%d" % FIX.dns_tc.port])
+    tcp = list(FIX.tcp_targets().values())
+    dns = [t for n, t in FIX.dns_targets().items() if EXPECT_DNS[n][0] == "hostile_dns"]
+    return h.exporter_config(
+        global_={"scrape_timeout": "30s", "concurrency": 64},
+        modules={"hostile": mod, "hostile_dns": dns_mod, "hostile_dns_tc": tc_mod},
+        targets=[("hostile", [FIX.t(FIX.p_good), FIX.t(FIX.p_many)] + tcp),
+                 ("hostile_dns", dns + ["ok.test:%d" % FIX.p_good]),
+                 ("hostile_dns_tc", [FIX.dns_targets()["tc.test"]])])
+
+
+class HostileCase(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        d = h.TempDir("pki-hostile-exp-")
+        cls.addClassCleanup(d.cleanup)
+        cls.exp = h.Exporter(d.path, hostile_config())
+        cls.addClassCleanup(cls.exp.stop)
+        cls.exp.start()
+        # idle baseline: no scrape has run yet, no HTTP connection is open
+        # besides the readiness checks (closed): wait until the count settles
+        time.sleep(0.3)
+        cls.fd_idle = h.open_fds(cls.exp.proc.pid)
+        cls.scrapes = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = cls.exp.get("/metrics", headers={
+                "X-Prometheus-Scrape-Timeout-Seconds": str(SCRAPE_HEADER)}, timeout=60)
+            cls.scrapes.append((r, time.monotonic() - t0))
+        cls.r, cls.elapsed = cls.scrapes[0]
+
+    def metrics(self, i=0):
+        r, _ = self.scrapes[i]
+        self.assertEqual(r.status, 200, r.text[:2000])
+        try:
+            return h.Metrics(r.text)
+        except h.ParseError as e:
+            self.fail("exposition does not parse: %s" % e)
+
+    def assertFailedWith(self, m, module, target, stage, reasons):
+        self.assertEqual(m.value("pki_probe_success", module=module, target=target), 0.0, target)
+        labels, v = m.one("pki_probe_failure_info", module=module, target=target)
+        self.assertEqual(v, 1.0)
+        self.assertEqual(labels["stage"], stage, "%s: %r" % (target, labels))
+        self.assertIn(labels["reason"], reasons, "%s: %r" % (target, labels))
+        d = m.value("pki_probe_duration_seconds", module=module, target=target)
+        self.assertLessEqual(d, MODULE_TIMEOUT + 0.5, "%s took %.2fs" % (target, d))
+
+    # -- the scrape as a whole ----------------------------------------------
+
+    def test_scrapes_answer_on_time(self):
+        for r, elapsed in self.scrapes:
+            self.assertEqual(r.status, 200, r.text[:2000])
+            # every probe ends at its module timeout, well before the
+            # scrape's own deadline (header - 0.5 s)
+            self.assertLess(elapsed, MODULE_TIMEOUT + SLACK,
+                            "scrape took %.2fs" % elapsed)
+
+    def test_promtool_accepts_every_exposition(self):
+        for r, _ in self.scrapes:
+            rc, out = h.promtool_check_metrics(r.text)
+            self.assertEqual(rc, 0, out)
+            self.assertEqual(out.strip(), "", out)
+
+    def test_process_still_running(self):
+        self.assertTrue(self.exp.proc.alive(), self.exp.log_tail())
+        self.assertEqual(self.exp.get("/-/healthy", timeout=5).status, 200)
+
+    def test_no_probe_left_running_or_queued(self):
+        m = self.metrics()
+        self.assertEqual(m.value("pki_exporter_scrape_probes", outcome="cancelled"), 0)
+        self.assertEqual(m.value("pki_exporter_scrape_probes", outcome="not_started"), 0)
+
+    def test_good_targets_unaffected(self):
+        for i in range(len(self.scrapes)):
+            m = self.metrics(i)
+            self.assertEqual(m.value("pki_probe_success", module="hostile",
+                                     target=FIX.t(FIX.p_good)), 1.0)
+            self.assertEqual(m.value("pki_probe_success", module="hostile_dns",
+                                     target="ok.test:%d" % FIX.p_good), 1.0)
+            self.assertEqual(m.value("pki_tls_chain_verified", module="hostile_dns",
+                                     target="ok.test:%d" % FIX.p_good), 1.0)
+
+    # -- TCP and TLS peers -----------------------------------------------------
+
+    def test_each_tcp_peer_fails_with_its_reason(self):
+        for i in range(len(self.scrapes)):
+            m = self.metrics(i)
+            for name, target in FIX.tcp_targets().items():
+                stage, reasons = EXPECT_TCP[name]
+                with self.subTest(peer=name, scrape=i):
+                    self.assertFailedWith(m, "hostile", target, stage, reasons)
+
+    def test_peers_were_reached(self):
+        # one connection per scrape at least, so the failures are theirs
+        for name, s in FIX.peers.items():
+            self.assertGreaterEqual(s.accepted, len(self.scrapes), name)
+            self.assertEqual(s.errors, [], name)
+
+    def test_ten_thousand_sans(self):
+        m = self.metrics()
+        t = FIX.t(FIX.p_many)
+        self.assertEqual(m.value("pki_probe_success", module="hostile", target=t), 1.0)
+        labels, _ = m.one("pki_cert_info", target=t, position="0")
+        sans = labels["sans"]
+        # capped at 4 KiB with a "+N more" tail; the names kept are the first ones
+        self.assertLessEqual(len(sans.encode()), 4096 + 64)
+        self.assertRegex(sans, r",\+\d+ more$")
+        kept = sans.split(",")[:-1]
+        self.assertEqual(kept, san_names(10000)[:len(kept)])
+        more = int(sans.rsplit("+", 1)[1].split()[0])
+        self.assertEqual(len(kept) + more, 10000)
+        self.assertEqual(labels["subject_cn"], "many-sans.test")
+
+    @unittest.expectedFailure
+    def test_peer_closing_in_handshake_is_closed_by_peer(self):
+        """Known issue: probes/tls/tls.c ssl_fail() maps only
+        SSL_ERROR_SYSCALL/ZERO_RETURN to closed_by_peer; OpenSSL 3 reports
+        an EOF in the handshake as SSL_ERROR_SSL with reason
+        SSL_R_UNEXPECTED_EOF_WHILE_READING, so the documented reason
+        becomes tls_error. Remove the decorator once fixed."""
+        m = self.metrics()
+        labels, _ = m.one("pki_probe_failure_info", module="hostile",
+                          target=FIX.tcp_targets()["close"])
+        self.assertEqual(labels["reason"], "closed_by_peer")
+
+    def test_huge_chain_is_over_a_mebibyte(self):
+        self.assertGreater(FIX.chain_bytes, 1024 * 1024)
+
+    # -- DNS ---------------------------------------------------------------------
+
+    def test_each_bad_dns_answer_fails_with_its_reason(self):
+        for i in range(len(self.scrapes)):
+            m = self.metrics(i)
+            for name, target in FIX.dns_targets().items():
+                module, stage, reasons = EXPECT_DNS[name]
+                with self.subTest(name=name, scrape=i):
+                    self.assertFailedWith(m, module, target, stage, reasons)
+
+    def test_dns_server_was_asked(self):
+        asked = {n for _, n, _ in FIX.dns.queries}
+        asked |= {n for _, n, _ in FIX.dns_tc.queries}
+        for name in EXPECT_DNS:
+            self.assertIn(name, asked)
+        # the truncated answer made the resolver retry over TCP
+        self.assertIn(("tcp", "tc.test"), {(p, n) for p, n, _ in FIX.dns_tc.queries})
+
+    # -- resources ---------------------------------------------------------------
+
+    def test_open_fds_constant_across_scrapes(self):
+        fds = [self.metrics(i).value("process_open_fds") for i in range(len(self.scrapes))]
+        self.assertEqual(len(set(fds)), 1, "process_open_fds per scrape: %r" % fds)
+
+    def test_open_fds_back_to_idle_baseline(self):
+        # the scrapes are over and their connections closed; the count
+        # must settle back where it was before any scrape
+        pid = self.exp.proc.pid
+        try:
+            h.wait_until(lambda: h.open_fds(pid) <= self.fd_idle, 5.0,
+                         what="open fds back to %d" % self.fd_idle)
+        except h.HarnessError:
+            self.fail("open fds %d after the scrapes, %d before:\n%s"
+                      % (h.open_fds(pid), self.fd_idle,
+                         "\n".join(sorted(os.readlink("/proc/%d/fd/%s" % (pid, f))
+                                          for f in os.listdir("/proc/%d/fd" % pid)))))
+
+
+class TestScrapeDeadlineCutsHostilePeers(HostileCase):
+    """A scrape deadline shorter than the module timeout: the hangers are cut
+    off (scrape_deadline), everything else still has its own reason, and the
+    answer arrives by the deadline."""
+
+    HEADER = 2.0
+
+    @classmethod
+    def setUpClass(cls):
+        d = h.TempDir("pki-hostile-dl-")
+        cls.addClassCleanup(d.cleanup)
+        cls.exp = h.Exporter(d.path, hostile_config())
+        cls.addClassCleanup(cls.exp.stop)
+        cls.exp.start()
+        time.sleep(0.3)
+        cls.fd_idle = h.open_fds(cls.exp.proc.pid)
+        cls.scrapes = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            r = cls.exp.get("/metrics", headers={
+                "X-Prometheus-Scrape-Timeout-Seconds": str(cls.HEADER)}, timeout=60)
+            cls.scrapes.append((r, time.monotonic() - t0))
+
+    # the base class's checks that assume a full scrape do not apply
+    test_each_tcp_peer_fails_with_its_reason = None
+    test_each_bad_dns_answer_fails_with_its_reason = None
+    test_no_probe_left_running_or_queued = None
+    test_ten_thousand_sans = None
+    test_dns_server_was_asked = None
+    test_peer_closing_in_handshake_is_closed_by_peer = None
+
+    def test_scrapes_answer_on_time(self):
+        for r, elapsed in self.scrapes:
+            self.assertEqual(r.status, 200, r.text[:2000])
+            self.assertLess(elapsed, self.HEADER + 0.3, "scrape took %.2fs" % elapsed)
+
+    def test_hangers_cut_at_the_deadline(self):
+        for i in range(len(self.scrapes)):
+            m = self.metrics(i)
+            for module, target, stage in (
+                    ("hostile", FIX.tcp_targets()["silent"], "handshake"),
+                    ("hostile", FIX.tcp_targets()["drip"], "handshake"),
+                    ("hostile_dns", "drop.test:443", "resolve")):
+                with self.subTest(target=target, scrape=i):
+                    self.assertEqual(m.value("pki_probe_success", module=module,
+                                             target=target), 0.0)
+                    labels, _ = m.one("pki_probe_failure_info", module=module, target=target)
+                    self.assertEqual((labels["stage"], labels["reason"]),
+                                     (stage, "scrape_deadline"))
+            self.assertGreaterEqual(m.value("pki_exporter_scrape_probes", outcome="cancelled"), 3)
+
+    def test_quick_failures_keep_their_reason(self):
+        m = self.metrics()
+        for name in ("alert", "reset", "refused", "garbage"):
+            stage, reasons = EXPECT_TCP[name]
+            with self.subTest(peer=name):
+                self.assertFailedWith(m, "hostile", FIX.tcp_targets()[name], stage, reasons)
+        self.assertFailedWith(m, "hostile_dns", "nx.test:443", "resolve", {"nxdomain"})
+
+
+class TestProbeEachHostileTarget(unittest.TestCase):
+    """/probe of each hostile target alone: 200 in time, its own failure."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = h.TempDir("pki-hostile-probe-")
+        cls.addClassCleanup(d.cleanup)
+        cls.exp = h.Exporter(d.path, hostile_config())
+        cls.addClassCleanup(cls.exp.stop)
+        cls.exp.start()
+        time.sleep(0.3)
+        cls.fd_idle = h.open_fds(cls.exp.proc.pid)
+
+    def test_probe_each(self):
+        cases = [("hostile", t, EXPECT_TCP[n]) for n, t in FIX.tcp_targets().items()]
+        cases += [(EXPECT_DNS[n][0], t, EXPECT_DNS[n][1:]) for n, t in FIX.dns_targets().items()]
+        for module, target, (stage, reasons) in cases:
+            with self.subTest(target=target):
+                t0 = time.monotonic()
+                m, r = self.exp.probe(module, target, scrape_timeout=SCRAPE_HEADER)
+                elapsed = time.monotonic() - t0
+                self.assertLess(elapsed, MODULE_TIMEOUT + SLACK)
+                rc, out = h.promtool_check_metrics(r.text)
+                self.assertEqual(rc, 0, out)
+                self.assertEqual(m.value("pki_probe_success", module=module, target=target), 0.0)
+                labels, _ = m.one("pki_probe_failure_info", module=module, target=target)
+                self.assertEqual(labels["stage"], stage, "%s %r" % (target, labels))
+                self.assertIn(labels["reason"], reasons, "%s %r" % (target, labels))
+                # only that target's series
+                self.assertEqual({l["target"] for l, _ in m.find("pki_probe_success")}, {target})
+        self.assertTrue(self.exp.proc.alive())
+        pid = self.exp.proc.pid
+        h.wait_until(lambda: h.open_fds(pid) <= self.fd_idle, 5.0,
+                     what="open fds back to %d (now %d)" % (self.fd_idle, h.open_fds(pid)))
+
+
+class TestKnownIssues(unittest.TestCase):
+    """Hostile inputs that today fail more than their own probe."""
+
+    @unittest.expectedFailure
+    def test_broken_tcp_dns_answer_fails_only_its_own_lookup(self):
+        """Known issue (c-ares 1.18, Debian 12): one name answered over UDP
+        with TC set and then a short TCP answer makes c-ares reset the
+        whole server (handle_error: every query in flight to it is
+        requeued, and with one server the tries run out within
+        milliseconds), so an unrelated lookup in flight on the same
+        resolver -- here slow.test, answered correctly after 1 s -- fails
+        with dns_error. Remove the decorator once fixed (a newer c-ares, or
+        a retry of lookups ended by ARES_ECONNREFUSED)."""
+        d = h.TempDir("pki-hostile-ki-")
+        self.addCleanup(d.cleanup)
+        mod = {"prober": "tls", "timeout": "%ds" % MODULE_TIMEOUT,
+               "tls": {"ca_file": FIX.root.cert},
+               "dns_servers": ["127.0.0.1:%d" % FIX.dns_mix.port]}
+        slow = "slow.test:%d" % FIX.p_good
+        exp = h.Exporter(d.path, h.exporter_config(
+            modules={"m": mod}, targets=[("m", [slow, "tc.test:443"])]))
+        self.addCleanup(exp.stop)
+        exp.start()
+        m, _ = exp.scrape(scrape_timeout=SCRAPE_HEADER)
+        self.assertEqual(m.value("pki_probe_success", module="m", target="tc.test:443"), 0.0)
+        self.assertEqual(m.value("pki_probe_success", module="m", target=slow), 1.0,
+                         m.find("pki_probe_failure_info"))
+
+
+class TestNotCoveredYet(unittest.TestCase):
+    """CRL endpoints, proxies and syslog lines need the crl prober and the
+    events: key; skipped (with the reason) until the binary has them."""
+
+    def _config_check(self, text):
+        d = h.TempDir("pki-hostile-cc-")
+        self.addCleanup(d.cleanup)
+        p = d.join("c.yml")
+        with open(p, "w") as f:
+            f.write(text)
+        return h.run_exporter_cli(["--config.check", "--config.file=" + p])
+
+    def test_crl_endpoints_and_proxies(self):
+        cp = self._config_check("modules:\n  c: {prober: crl}\n")
+        if "unknown prober" in cp.stdout + cp.stderr:
+            self.skipTest("no crl prober in this binary yet: HTML, truncated and endless "
+                          "CRL bodies and 407/502/refusing proxies are not tested")
+        self.skipTest("the crl prober exists: its hostile cases belong here (not written yet)")
+
+    def test_syslog_lines(self):
+        cp = self._config_check("events: {}\n")
+        if "unknown top-level key" in cp.stdout + cp.stderr:
+            self.skipTest("no events: key in this binary yet: 1 MiB lines, NUL bytes and "
+                          "invalid UTF-8 in syslog lines are not tested")
+        self.skipTest("events: exists: its hostile cases belong here (not written yet)")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
