@@ -529,11 +529,15 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 
 				have_prober = true;
 				m->ops = s ? probe_find(s) : NULL;
-				if (!m->ops)
+				if (!m->ops) {
+					char known[128];
+
+					probe_names(known, sizeof(known));
 					errbuf_add(eb, &q.vnode,
 						   "module '%s': unknown prober "
-						   "'%s' (known: tls)",
-						   p.key, s ? s : "");
+						   "'%s' (known: %s)",
+						   p.key, s ? s : "", known);
+				}
 			} else if (strcmp(q.key, "timeout") == 0) {
 				if (cfg_get_duration(&q.vnode, eb,
 						     &m->timeout) == 0 &&

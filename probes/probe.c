@@ -1,5 +1,6 @@
 #include "probe.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "probes/crl/crl.h"
@@ -20,4 +21,19 @@ const struct probe_ops *probe_find(const char *name)
 		if (strcmp(all_probes[i]->name, name) == 0)
 			return all_probes[i];
 	return NULL;
+}
+
+void probe_names(char *dst, size_t len)
+{
+	size_t o = 0;
+
+	dst[0] = '\0';
+	for (size_t i = 0; i < sizeof(all_probes) / sizeof(all_probes[0]); i++) {
+		int n = snprintf(dst + o, len - o, "%s%s", i ? ", " : "",
+				 all_probes[i]->name);
+
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
 }

@@ -7,6 +7,7 @@
 #define PKI_PROBE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "exporter/expo.h"
@@ -130,6 +131,8 @@ struct fetcher *probe_fetcher(struct probe_run *run);
 bool probe_claim(struct probe_run *run, const char *key);
 
 const struct probe_ops *probe_find(const char *name);
+/* "tls, store, file, crl": the known prober names, for messages. */
+void probe_names(char *dst, size_t len);
 
 /* Common label helpers: module and target names of a run. */
 const char *probe_module_name(const struct probe_run *run);
