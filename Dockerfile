@@ -13,6 +13,7 @@ RUN /tmp/install-deps.sh --runtime \
     && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh \
     && useradd --system --no-create-home --shell /usr/sbin/nologin pki
 COPY --from=build /src/build/pki_exporter /usr/local/bin/pki_exporter
+COPY --from=build /src/events/default-rules.yml /usr/share/pki_exporter/default-rules.yml
 COPY examples/container.yml /etc/pki_exporter/pki_exporter.yml
 USER pki
 EXPOSE 9879

@@ -293,6 +293,13 @@ int cfg_get_duration(const struct cfg_node *n, struct errbuf *eb, double *out)
 	return 0;
 }
 
+char *cfg_path_join(const char *dir, const char *path)
+{
+	if (path[0] == '/' || !dir)
+		return xstrdup(path);
+	return xasprintf("%s/%s", dir, path);
+}
+
 int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
 		 struct errbuf *eb, char **out)
 {
@@ -301,11 +308,7 @@ int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
 	if (cfg_get_string(n, eb, &s))
 		return -EINVAL;
 	xfree(*out);
-	if (s[0] == '/' || !cfg->dir) {
-		*out = s;
-		return 0;
-	}
-	*out = xasprintf("%s/%s", cfg->dir, s);
+	*out = cfg_path_join(cfg->dir, s);
 	xfree(s);
 	return *out ? 0 : -ENOMEM;
 }

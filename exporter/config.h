@@ -60,6 +60,10 @@ int cfg_get_duration(const struct cfg_node *n, struct errbuf *eb,
 /* A path, made absolute relative to the config file's directory. */
 int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
 		 struct errbuf *eb, char **out);
+/* `path` made absolute against `dir` (NULL dir: left as is); a fresh
+ * string, NULL when out of memory. */
+char *cfg_path_join(const char *dir, const char *path);
+
 /* A list of strings (a scalar counts as a one-item list). */
 int cfg_get_strings(const struct cfg_node *n, struct errbuf *eb,
 		    char ***out, size_t *count);

@@ -524,7 +524,17 @@ int http_start(struct app *a, const char *addr, struct web_config *wc,
 {
 	struct http *h = xcalloc(1, sizeof(*h));
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
-			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG |
+			 /* poll(), not select(): while scrapes hold sockets,
+			  * a new connection's fd is often >= FD_SETSIZE (1024),
+			  * and with select() MHD closes it unanswered (a reset
+			  * for the scrape, /-/healthy or /-/ready) */
+			 MHD_USE_POLL |
+			 /* a connection thread that ends wakes the daemon
+			  * thread, which closes its socket at once; without it
+			  * finished connections keep their fd until the next
+			  * request arrives (45 fds after 50 parallel scrapes) */
+			 MHD_USE_ITC;
 	struct MHD_OptionItem tls_opts[5];
 	size_t k = 0;
 	int rc;

@@ -136,8 +136,8 @@ static void parse_tls(const struct cfg_node *n, struct web_config *wc,
 	if (!cert || !key) {
 		errbuf_add(eb, n, "tls_server_config needs cert_file and key_file");
 	} else {
-		char *pc = cert[0] == '/' ? xstrdup(cert) : xasprintf("%s/%s", dir, cert);
-		char *pk = key[0] == '/' ? xstrdup(key) : xasprintf("%s/%s", dir, key);
+		char *pc = cfg_path_join(dir, cert);
+		char *pk = cfg_path_join(dir, key);
 
 		if (pc)
 			wc->cert_pem = slurp(pc, eb, &cert_at);
@@ -147,7 +147,7 @@ static void parse_tls(const struct cfg_node *n, struct web_config *wc,
 		xfree(pk);
 	}
 	if (ca) {
-		char *p = ca[0] == '/' ? xstrdup(ca) : xasprintf("%s/%s", dir, ca);
+		char *p = cfg_path_join(dir, ca);
 
 		if (p)
 			wc->client_ca_pem = slurp(p, eb, &ca_at);

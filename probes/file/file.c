@@ -171,10 +171,7 @@ static int file_parse_target(const void *cfg, const char *s, void **tp,
 	t = xcalloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	if (s[0] == '/' || !m->dir)
-		t->pattern = xstrdup(s);
-	else
-		t->pattern = xasprintf("%s/%s", m->dir, s);
+	t->pattern = cfg_path_join(m->dir, s);
 	if (!t->pattern) {
 		xfree(t);
 		return -ENOMEM;

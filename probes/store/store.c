@@ -620,10 +620,7 @@ static int store_parse_target(const void *cfg, const char *s, void **tp,
 	t = xcalloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	if (s[0] == '/' || !m->dir)
-		t->path = xstrdup(s);
-	else
-		t->path = xasprintf("%s/%s", m->dir, s);
+	t->path = cfg_path_join(m->dir, s);
 	if (!t->path) {
 		xfree(t);
 		return -ENOMEM;

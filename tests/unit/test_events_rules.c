@@ -722,6 +722,47 @@ static void test_alloc_failures(void **state)
 	xfree(yaml);
 }
 
+/* A reload that runs out of memory in the store must not leave groups
+ * that point into the previous configuration (freed right after). */
+static void test_store_reload_nomem(void **state)
+{
+	struct config *cfg = cfg_of("events:\n  rules: [ { name: a, labels: "
+				    "{ team: uc } } ]\n");
+	/* more rules than the store has room for: its first allocation */
+	struct config *cfg2 = cfg_of("events:\n  rules: [ { name: a }, { name: "
+				     "b }, { name: c }, { name: d }, { name: "
+				     "e }, { name: f }, { name: g }, { name: "
+				     "h } ]\n");
+	struct ev_store *st = ev_store_new();
+	struct ev_group *g[8];
+	struct ev_instat *in[1];
+	struct ev_event e = mk(1, "h", "s", 0, 0, 0);
+	char *text;
+	int rc;
+
+	(void)state;
+	assert_int_equal(ev_store_configure(st, cfg->events, g, in), 0);
+	ev_store_count(st, g[0], NULL, &e, 1);
+	for (unsigned long n = 1; n < 50; n++) {
+		xalloc_fail_after(n);
+		rc = ev_store_configure(st, cfg2->events, g, in);
+		xalloc_fail_after(0);
+		if (rc == 0)
+			break;
+		assert_int_equal(rc, -ENOMEM);
+		/* the old rules may go now: nothing may point into them */
+		config_free(cfg);
+		cfg = NULL;
+		text = render(st);
+		assert_null(strstr(text, "team"));
+		xfree(text);
+	}
+	assert_int_equal(rc, 0);
+	ev_store_free(st);
+	config_free(cfg);
+	config_free(cfg2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -733,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_default_rules),
 		cmocka_unit_test(test_store),
 		cmocka_unit_test(test_store_many),
+		cmocka_unit_test(test_store_reload_nomem),
 		cmocka_unit_test(test_alloc_failures),
 	};
 
