@@ -507,6 +507,84 @@ class TestProbeEachHostileTarget(unittest.TestCase):
                      what="open fds back to %d (now %d)" % (self.fd_idle, h.open_fds(pid)))
 
 
+class TestManyOpenSockets(unittest.TestCase):
+    """A scrape holding more than FD_SETSIZE (1024) sockets: 1,100 targets
+    that all connect to the silent peer and hang until their timeout.
+    Meanwhile the HTTP side must keep answering: with select() libmicrohttpd
+    refused every connection whose fd is >= 1024 (a reset for /-/healthy, a
+    Kubernetes liveness probe, or a second scrape)."""
+
+    N = 1100
+
+    @classmethod
+    def setUpClass(cls):
+        names = {"h%04d.test" % i: ("A", "127.0.0.1") for i in range(cls.N)}
+        cls.dns = h.FakeDnsServer(names).start()
+        cls.addClassCleanup(cls.dns.stop)
+        d = h.TempDir("pki-hostile-many-")
+        cls.addClassCleanup(d.cleanup)
+        port = FIX.peers["silent"].port
+        cls.targets = ["%s:%d" % (n, port) for n in sorted(names)]
+        cfg = h.exporter_config(
+            global_={"scrape_timeout": "30s", "concurrency": 2 * cls.N},
+            modules={"hang": {"prober": "tls", "timeout": "%ds" % MODULE_TIMEOUT,
+                              "dns_servers": ["127.0.0.1:%d" % cls.dns.port]},
+                     "good": {"prober": "tls", "timeout": "2s",
+                              "tls": {"ca_file": FIX.root.cert}}},
+            targets=[("hang", cls.targets), ("good", [FIX.t(FIX.p_good)])])
+        cls.exp = h.Exporter(d.path, cfg)
+        cls.addClassCleanup(cls.exp.stop)
+        cls.exp.start()
+        time.sleep(0.3)
+        cls.fd_idle = h.open_fds(cls.exp.proc.pid)
+
+    def test_http_answers_while_a_scrape_holds_over_1024_sockets(self):
+        import threading
+        pid = self.exp.proc.pid
+        box = {}
+
+        def scrape():
+            box["r"] = self.exp.get("/metrics", headers={
+                "X-Prometheus-Scrape-Timeout-Seconds": str(SCRAPE_HEADER)}, timeout=60)
+        t = threading.Thread(target=scrape)
+        t.start()
+        try:
+            h.wait_until(lambda: h.open_fds(pid) > 1024 + 64, 10, interval=0.05,
+                         what="the scrape to hold over 1024 sockets")
+            peak = h.open_fds(pid)
+            for path in ("/-/healthy", "/-/ready",
+                         "/probe?module=good&target=" + FIX.t(FIX.p_good)):
+                with self.subTest(path=path, fds=peak):
+                    r = self.exp.get(path, timeout=10)
+                    self.assertEqual(r.status, 200, r.text[:300])
+        finally:
+            t.join(60)
+        r = box["r"]
+        self.assertEqual(r.status, 200)
+        m = h.Metrics(r.text)
+        fails = m.find("pki_probe_failure_info", module="hang")
+        self.assertEqual(len(fails), self.N)
+        self.assertEqual({(l["stage"], l["reason"]) for l, _ in fails}, {("handshake", "timeout")})
+        h.wait_until(lambda: h.open_fds(pid) <= self.fd_idle, 5.0,
+                     what="open fds back to %d (now %d)" % (self.fd_idle, h.open_fds(pid)))
+
+    def test_concurrent_scrapes_give_their_fds_back(self):
+        # finished connections are closed at once, not at the next request
+        import threading
+        pid = self.exp.proc.pid
+        rs = []
+        ts_ = [threading.Thread(target=lambda: rs.append(self.exp.get(
+            "/probe?module=good&target=" + FIX.t(FIX.p_good), timeout=30).status))
+               for _ in range(20)]
+        for t in ts_:
+            t.start()
+        for t in ts_:
+            t.join(60)
+        self.assertEqual(rs, [200] * 20)
+        h.wait_until(lambda: h.open_fds(pid) <= self.fd_idle, 5.0,
+                     what="open fds back to %d (now %d)" % (self.fd_idle, h.open_fds(pid)))
+
+
 class TestKnownIssues(unittest.TestCase):
     """Hostile inputs that today fail more than their own probe."""
 
