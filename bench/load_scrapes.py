@@ -135,7 +135,7 @@ def main():
                     help="X-Prometheus-Scrape-Timeout-Seconds sent (default 120)")
     ap.add_argument("--probe-timeout", type=int, default=10, help="module timeout (default 10 s)")
     ap.add_argument("--nofile", type=int, default=0,
-                    help="RLIMIT_NOFILE (soft) of the exporter (default: inherited)")
+                    help="RLIMIT_NOFILE (soft and hard) of the exporter (default: inherited)")
     ap.add_argument("--exporter", default=os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "pki_exporter"))
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
@@ -186,9 +186,9 @@ def main():
         errf = open(errp, "wb")
 
         def limit():
+            # soft and hard: the exporter raises its soft limit to the hard one
             if args.nofile:
-                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-                resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, hard))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (args.nofile, args.nofile))
         p = ts.spawn("pki_exporter", [args.exporter, "--config.file=" + cfg,
                                       "--web.listen-address=%s:%d" % (ts.LOOPBACK, port),
                                       "--log.level=warn"],
@@ -239,6 +239,11 @@ def main():
                 continue
             lat.append(r["latency_s"])
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            if r["status"] != 200:
+                errors.append("scrape %d: HTTP %d: %s" % (
+                    i, r["status"], r["body"][:200].decode("utf-8", "replace").strip()))
+                ok_counts.append(0)
+                continue
             chk = ts.check_ours_body(r["status"], r["body"], targets)
             ok_counts.append(chk["probe_success_1"])
             for k, v in chk["failure_reasons"].items():

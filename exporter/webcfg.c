@@ -50,6 +50,10 @@ static char *slurp(const char *path, struct errbuf *eb,
 	return buf_steal(&b, NULL);
 }
 
+static const char *const client_auth_names[] = {
+	"NoClientCert", "RequestClientCert", "RequireAnyClientCert",
+	"VerifyClientCertIfGiven", "RequireAndVerifyClientCert"};
+
 static int tls_version(const char *s, const char **gnutls)
 {
 	static const struct {
@@ -96,15 +100,10 @@ static void parse_tls(const struct cfg_node *n, struct web_config *wc,
 			cfg_get_string(&p.vnode, eb, &ca);
 			ca_at = p.vnode;
 		} else if (strcmp(p.key, "client_auth_type") == 0) {
-			static const char *const names[] = {
-				"NoClientCert", "RequestClientCert",
-				"RequireAnyClientCert",
-				"VerifyClientCertIfGiven",
-				"RequireAndVerifyClientCert"};
 			size_t k;
 
 			for (k = 0; s && k < 5; k++)
-				if (strcmp(s, names[k]) == 0)
+				if (strcmp(s, client_auth_names[k]) == 0)
 					break;
 			if (!s || k == 5)
 				errbuf_add(eb, &p.vnode,
@@ -152,12 +151,11 @@ static void parse_tls(const struct cfg_node *n, struct web_config *wc,
 		if (p)
 			wc->client_ca_pem = slurp(p, eb, &ca_at);
 		xfree(p);
-	} else if (wc->client_auth == WEB_CLIENT_VERIFY_IF_GIVEN ||
-		   wc->client_auth == WEB_CLIENT_REQUIRE_VERIFY) {
+	} else if (wc->client_auth != WEB_CLIENT_NONE) {
+		/* GnuTLS (through libmicrohttpd) only asks clients for a
+		 * certificate when it has CAs to name */
 		errbuf_add(eb, n, "client_auth_type %s needs client_ca_file",
-			   wc->client_auth == WEB_CLIENT_REQUIRE_VERIFY
-				   ? "RequireAndVerifyClientCert"
-				   : "VerifyClientCertIfGiven");
+			   client_auth_names[wc->client_auth]);
 	}
 	wc->priorities = xasprintf("NORMAL:-VERS-ALL:%s", vers);
 	wc->tls = true;

@@ -63,6 +63,13 @@ def main():
         p_self = nginx.add(selfs)
         nginx.start()
         silent = h.SilentServer().start()
+        corpus = os.environ.get("PKI_CORPUS") or os.path.join(HERE, "..", "..", "shared",
+                                                              "corpus")
+        crl_file = os.path.join(corpus, "crl", "adcs", "CA SINPE - PERSONA JURIDICA v2.crl")
+        crl_html = os.path.join(d, "html.crl")
+        with open(crl_html, "w") as f:
+            f.write("<html><body>proxy error</body></html>\n")
+        syslog_port = h.free_port()
         dns = h.FakeDnsServer({"good.test": ("A", "127.0.0.1")}).start()
         closed = h.free_port()
 
@@ -74,8 +81,17 @@ def main():
         with open(csv, "w") as f:
             f.write("Domain,Type,Port\r\n127.0.0.1,DIR,%d\r\nbad domain!,FED,\r\n" % p_good)
 
+        have_crl = probe_kind_exists("crl")
+        have_events = probe_events_exists()
+
         def config(extra_targets=()):
             mod = {"prober": "tls", "timeout": "10s", "tls": {"ca_file": root.cert}}
+            extra_mods, extra_tg = {}, []
+            if have_crl:
+                extra_mods["crl"] = {"prober": "crl", "timeout": "5s", "follow_delta": False}
+                extra_tg = [("crl", ["file://" + crl_html.replace(" ", "%20")]
+                             + (["file://" + crl_file.replace(" ", "%20")]
+                                if os.path.exists(crl_file) else []))]
             text = h.exporter_config(
                 global_={"scrape_timeout": "60s", "concurrency": 8},
                 modules={"web": mod,
@@ -88,8 +104,15 @@ def main():
                          ("named", ["good.test:%d" % p_good, "nx.test:443"]),
                          ("quick", ["127.0.0.1:%d" % silent.port, "127.0.0.1:%d" % closed]),
                          ("files", [good.cert, os.path.join(d, "missing.pem")]),
-                         ("roots", [store])])
-            return text + "  - module: web\n    targets_file: %s\n" % csv
+                         ("roots", [store])] + extra_tg)
+            text = text.replace("modules:\n", "modules:\n" + "".join(
+                "  %s:\n%s\n" % (k, h.to_yaml(v, 2)) for k, v in extra_mods.items()), 1)
+            text += "  - module: web\n    targets_file: %s\n" % csv
+            if have_events:
+                text += ("events:\n  rules:\n    - {name: schannel, source: Schannel}\n"
+                         "  inputs:\n    - {syslog: \"tcp://127.0.0.1:%d\", name: tcp}\n"
+                         % syslog_port)
+            return text
 
         wrapper = [VALGRIND, "--leak-check=full", "--errors-for-leak-kinds=definite",
                    "--show-leak-kinds=definite", "--error-exitcode=99",
@@ -123,6 +146,15 @@ def main():
         check(exp.get("/-/healthy").status == 200, "healthy")
         check(exp.get("/-/ready").status == 200, "ready")
         check(exp.get("/nope").status == 404, "404")
+        if have_events:
+            import socket
+            c = socket.create_connection(("127.0.0.1", syslog_port), timeout=10)
+            c.sendall(b"<11>Jan  8 09:15:02 h1 Schannel[784]: A fatal alert\n"
+                      + b"x" * 200000 + b"\n\x00\xff\n"
+                      + b"<11>Jan  8 09:15:02 h2 Schannel[784]: A fatal alert\n")
+            c.close()
+            h.wait_until(lambda: "h2" in exp.get("/metrics", timeout=180).text, 60,
+                         interval=0.5, what="the syslog lines counted")
 
         # reload by signal with one more target, then a broken file by HTTP
         exp.write_config(config(["127.0.0.1:%d" % closed]))
@@ -158,6 +190,25 @@ def main():
             shutil.copy(vlog, keep)
         tmp.cleanup()
     return result
+
+
+def _config_check(text):
+    tmp = h.TempDir("pki-valgrind-cc-")
+    try:
+        p = tmp.join("c.yml")
+        with open(p, "w") as f:
+            f.write(text)
+        return h.run_exporter_cli(["--config.check", "--config.file=" + p]).returncode == 0
+    finally:
+        tmp.cleanup()
+
+
+def probe_kind_exists(kind):
+    return _config_check("modules:\n  m: {prober: %s}\n" % kind)
+
+
+def probe_events_exists():
+    return _config_check("events: {}\n")
 
 
 def summarize(vlog):

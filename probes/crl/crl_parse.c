@@ -15,6 +15,7 @@
 
 #include "exporter/buf.h"
 #include "exporter/xalloc.h"
+#include "probes/crl/crl_parse_int.h"
 #include "probes/x509/x509.h"
 
 #define OID_MS_CA_VERSION "1.3.6.1.4.1.311.21.1"
@@ -222,33 +223,63 @@ static void int_to_dec(const ASN1_INTEGER *a, char *dst, size_t len,
 	BN_free(bn);
 }
 
-static int time_unix(const ASN1_TIME *t, int64_t *out)
+enum crl_parse_err crl_structure_checks(const unsigned char *der,
+					size_t derlen, size_t outer_len)
+{
+	/* OpenSSL ignores what follows the CertificateList; a stricter
+	 * reader (and a signature over "the file") would not */
+	if (derlen != outer_len)
+		return CRL_PARSE_TRAILING_DATA;
+	return der_checks(der, derlen);
+}
+
+/* ---- facts from decoded parts (both parsers) ---- */
+
+int crl_time_unix(const ASN1_TIME *t, int64_t *out)
 {
 	if (x509_time_to_unix(t, out) || *out < MIN_TIME)
 		return -EINVAL;
 	return 0;
 }
 
-static const ASN1_OCTET_STRING *ext_data_by_oid(const X509_CRL *crl,
-						const char *oid)
+void crl_issuer_facts(struct crl_info *info)
+{
+	crl_name_rfc4514(info->issuer_name, info->issuer, sizeof(info->issuer));
+	x509_name_cn(info->issuer_name, info->issuer_cn,
+		     sizeof(info->issuer_cn));
+}
+
+void crl_sig_alg_name(const X509_ALGOR *alg, struct crl_info *info)
+{
+	const ASN1_OBJECT *obj = NULL;
+
+	if (alg)
+		X509_ALGOR_get0(&obj, NULL, NULL, alg);
+	if (!obj || OBJ_obj2txt(info->sig_alg, sizeof(info->sig_alg), obj, 0) <= 0)
+		snprintf(info->sig_alg, sizeof(info->sig_alg), "unknown");
+}
+
+static const ASN1_OCTET_STRING *ext_data_by_oid(
+	const STACK_OF(X509_EXTENSION) *exts, const char *oid)
 {
 	ASN1_OBJECT *obj = OBJ_txt2obj(oid, 1);
-	int idx = obj ? X509_CRL_get_ext_by_OBJ(crl, obj, -1) : -1;
+	int idx = obj ? X509v3_get_ext_by_OBJ(exts, obj, -1) : -1;
 
 	ASN1_OBJECT_free(obj);
 	if (idx < 0)
 		return NULL;
-	return X509_EXTENSION_get_data(X509_CRL_get_ext(crl, idx));
+	return X509_EXTENSION_get_data(X509v3_get_ext(exts, idx));
 }
 
 /* Microsoft CA Version (INTEGER) and Next CRL Publish (UTCTime), decoded
  * from the extension's DER: OpenSSL knows neither. */
-static void ms_extensions(const X509_CRL *crl, struct crl_info *info)
+static void ms_extensions(const STACK_OF(X509_EXTENSION) *exts,
+			  struct crl_info *info)
 {
 	const ASN1_OCTET_STRING *os;
 	const unsigned char *p;
 
-	os = ext_data_by_oid(crl, OID_MS_CA_VERSION);
+	os = ext_data_by_oid(exts, OID_MS_CA_VERSION);
 	if (os) {
 		ASN1_INTEGER *v;
 		uint64_t u;
@@ -262,21 +293,22 @@ static void ms_extensions(const X509_CRL *crl, struct crl_info *info)
 		}
 		ASN1_INTEGER_free(v);
 	}
-	os = ext_data_by_oid(crl, OID_MS_NEXT_PUBLISH);
+	os = ext_data_by_oid(exts, OID_MS_NEXT_PUBLISH);
 	if (os) {
 		ASN1_TIME *t;
 
 		p = ASN1_STRING_get0_data(os);
 		t = d2i_ASN1_TIME(NULL, &p, ASN1_STRING_length(os));
-		if (t && time_unix(t, &info->next_publish) == 0)
+		if (t && crl_time_unix(t, &info->next_publish) == 0)
 			info->has_next_publish = true;
 		ASN1_TIME_free(t);
 	}
 }
 
-static bool known_extension(X509_EXTENSION *ext)
+bool crl_known_extension(const X509_EXTENSION *ext)
 {
-	const ASN1_OBJECT *obj = X509_EXTENSION_get_object(ext);
+	const ASN1_OBJECT *obj =
+		X509_EXTENSION_get_object((X509_EXTENSION *)ext);
 	char oid[80];
 
 	switch (OBJ_obj2nid(obj)) {
@@ -306,7 +338,7 @@ static bool unknown_critical(const STACK_OF(X509_EXTENSION) *exts)
 	for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
 		X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
 
-		if (X509_EXTENSION_get_critical(e) && !known_extension(e))
+		if (X509_EXTENSION_get_critical(e) && !crl_known_extension(e))
 			return true;
 	}
 	return false;
@@ -314,10 +346,11 @@ static bool unknown_critical(const STACK_OF(X509_EXTENSION) *exts)
 
 /* URIs of the Freshest CRL extension; other name forms (a DirName, as
  * PKITS uses) are not fetchable and are skipped. */
-static int freshest_uris(const X509_CRL *crl, struct crl_info *info)
+static int freshest_uris(const STACK_OF(X509_EXTENSION) *exts,
+			 struct crl_info *info)
 {
 	STACK_OF(DIST_POINT) *dps =
-		X509_CRL_get_ext_d2i(crl, NID_freshest_crl, NULL, NULL);
+		X509V3_get_d2i(exts, NID_freshest_crl, NULL, NULL);
 	int rc = 0;
 
 	for (int i = 0; i < sk_DIST_POINT_num(dps); i++) {
@@ -361,47 +394,52 @@ static int freshest_uris(const X509_CRL *crl, struct crl_info *info)
 	return rc;
 }
 
-static int cmp_serial(const void *a, const void *b, void *arg)
+void crl_idp_facts(const STACK_OF(X509_EXTENSION) *exts,
+		   struct crl_info *info)
 {
-	const struct crl_serial *x = a, *y = b;
-	const unsigned char *blob = arg;
-	int c;
+	ISSUING_DIST_POINT *idp;
+	int crit = -1;
 
-	if ((x->flags & CRL_SERIAL_NEGATIVE) != (y->flags & CRL_SERIAL_NEGATIVE))
-		return (x->flags & CRL_SERIAL_NEGATIVE) ? -1 : 1;
-	if (x->len != y->len)
-		return x->len < y->len ? -1 : 1;
-	c = memcmp(blob + x->off, blob + y->off, x->len);
-	if (c)
-		return c;
-	return (int)x->issuer - (int)y->issuer;
-}
-
-/* Magnitude of an INTEGER without leading zero bytes. */
-static const unsigned char *serial_bytes(const ASN1_INTEGER *a, size_t *n)
-{
-	const unsigned char *p = ASN1_STRING_get0_data(a);
-	size_t len = (size_t)ASN1_STRING_length(a);
-
-	while (len > 1 && p[0] == 0) {
-		p++;
-		len--;
+	idp = X509V3_get_d2i(exts, NID_issuing_distribution_point, &crit, NULL);
+	if (idp) {
+		info->indirect = idp->indirectCRL != 0;
+		info->partitioned = idp->onlysomereasons || idp->onlyuser ||
+				    idp->onlyCA || idp->onlyattr;
+		ISSUING_DIST_POINT_free(idp);
 	}
-	*n = len;
-	return p;
 }
 
-/* The issuer of an indirect CRL's entry (Certificate Issuer extension,
- * carried forward to the entries that follow, RFC 5280 5.3.3). */
-static int entry_issuer(struct crl_info *info, const X509_REVOKED *r,
-			uint8_t *cur)
+int crl_ext_facts(const STACK_OF(X509_EXTENSION) *exts,
+		  struct crl_info *info)
 {
-	GENERAL_NAMES *gens =
-		X509_REVOKED_get_ext_d2i(r, NID_certificate_issuer, NULL, NULL);
+	ASN1_INTEGER *num;
+	int crit = -1;
+
+	num = X509V3_get_d2i(exts, NID_crl_number, &crit, NULL);
+	if (num) {
+		info->has_number = true;
+		int_to_dec(num, info->number, sizeof(info->number),
+			   &info->number_value);
+		ASN1_INTEGER_free(num);
+	}
+	num = X509V3_get_d2i(exts, NID_delta_crl, &crit, NULL);
+	if (num) {
+		info->is_delta = true;
+		int_to_dec(num, info->base_number, sizeof(info->base_number),
+			   &info->base_value);
+		ASN1_INTEGER_free(num);
+	}
+	ms_extensions(exts, info);
+	if (unknown_critical(exts))
+		info->unknown_critical = true;
+	return freshest_uris(exts, info);
+}
+
+int crl_entry_issuer(struct crl_info *info, const GENERAL_NAMES *gens,
+		     uint8_t *cur)
+{
 	const X509_NAME *dn = NULL;
 
-	if (!gens)
-		return 0;
 	for (int i = 0; i < sk_GENERAL_NAME_num(gens) && !dn; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
 
@@ -419,156 +457,15 @@ static int entry_issuer(struct crl_info *info, const X509_REVOKED *r,
 		if (k == info->nentry_issuers &&
 		    k < CRL_ENTRY_ISSUERS_MAX) {
 			info->entry_issuers[k] = X509_NAME_dup(dn);
-			if (!info->entry_issuers[k]) {
-				GENERAL_NAMES_free(gens);
+			if (!info->entry_issuers[k])
 				return -ENOMEM;
-			}
 			info->nentry_issuers++;
 		}
 		/* past the cap, entries stay with the last issuer known */
 		if (k < info->nentry_issuers)
 			*cur = (uint8_t)(k + 1);
 	}
-	GENERAL_NAMES_free(gens);
 	return 0;
-}
-
-static int collect_serials(X509_CRL *crl, struct crl_info *info)
-{
-	STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
-	int cnt = sk_X509_REVOKED_num(revs);	/* -1 for none at all */
-	size_t n = cnt > 0 ? (size_t)cnt : 0, total = 0, off = 0;
-	uint8_t cur_issuer = 0;
-
-	info->entries = n;
-	if (n == 0)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		size_t len;
-
-		serial_bytes(X509_REVOKED_get0_serialNumber(
-				     sk_X509_REVOKED_value(revs, (int)i)),
-			     &len);
-		total += len;
-	}
-	info->serials = xcalloc(n, sizeof(*info->serials));
-	info->blob = xmalloc(total ? total : 1);
-	if (!info->serials || !info->blob)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		const X509_REVOKED *r = sk_X509_REVOKED_value(revs, (int)i);
-		const ASN1_INTEGER *sn = X509_REVOKED_get0_serialNumber(r);
-		struct crl_serial *s = &info->serials[i];
-		ASN1_ENUMERATED *reason;
-		const unsigned char *p;
-		size_t len;
-
-		p = serial_bytes(sn, &len);
-		memcpy(info->blob + off, p, len);
-		s->off = (uint32_t)off;
-		s->len = (uint16_t)(len > UINT16_MAX ? UINT16_MAX : len);
-		off += len;
-		if (ASN1_STRING_type(sn) == V_ASN1_NEG_INTEGER)
-			s->flags |= CRL_SERIAL_NEGATIVE;
-		reason = X509_REVOKED_get_ext_d2i(r, NID_crl_reason, NULL, NULL);
-		if (reason && ASN1_ENUMERATED_get(reason) == 8)
-			s->flags |= CRL_SERIAL_REMOVE;
-		ASN1_ENUMERATED_free(reason);
-		if (info->indirect && entry_issuer(info, r, &cur_issuer))
-			return -ENOMEM;
-		s->issuer = cur_issuer;
-		if (!info->unknown_critical &&
-		    unknown_critical(X509_REVOKED_get0_extensions(r)))
-			info->unknown_critical = true;
-	}
-	qsort_r(info->serials, n, sizeof(*info->serials), cmp_serial,
-		info->blob);
-	return 0;
-}
-
-static void check_signature(X509_CRL *crl, STACK_OF(X509) *issuers,
-			    struct crl_info *info)
-{
-	for (int i = 0; i < sk_X509_num(issuers); i++) {
-		X509 *x = sk_X509_value(issuers, i);
-		EVP_PKEY *pk;
-
-		if (X509_NAME_cmp(X509_get_subject_name(x),
-				  X509_CRL_get_issuer(crl)) != 0)
-			continue;
-		pk = X509_get0_pubkey(x);
-		if (!pk)
-			continue;
-		ERR_clear_error();
-		info->sig = X509_CRL_verify(crl, pk) == 1 ? CRL_SIG_VALID
-							  : CRL_SIG_INVALID;
-		ERR_clear_error();
-		/* a renewed CA has several certificates with one name: the
-		 * first that verifies wins */
-		if (info->sig == CRL_SIG_VALID)
-			return;
-	}
-}
-
-static enum crl_parse_err facts(X509_CRL *crl, STACK_OF(X509) *issuers,
-				struct crl_info *info)
-{
-	const X509_ALGOR *alg = NULL;
-	const ASN1_BIT_STRING *sig = NULL;
-	const ASN1_OBJECT *obj = NULL;
-	ASN1_INTEGER *num;
-	ISSUING_DIST_POINT *idp;
-	int crit = -1;
-
-	if (time_unix(X509_CRL_get0_lastUpdate(crl), &info->this_update))
-		return CRL_PARSE_BAD_TIME;
-	if (X509_CRL_get0_nextUpdate(crl)) {
-		if (time_unix(X509_CRL_get0_nextUpdate(crl), &info->next_update))
-			return CRL_PARSE_BAD_TIME;
-		info->has_next_update = true;
-	}
-	info->issuer_name = X509_NAME_dup(X509_CRL_get_issuer(crl));
-	if (!info->issuer_name)
-		return CRL_PARSE_NOMEM;
-	crl_name_rfc4514(info->issuer_name, info->issuer, sizeof(info->issuer));
-	x509_name_cn(info->issuer_name, info->issuer_cn,
-		     sizeof(info->issuer_cn));
-
-	X509_CRL_get0_signature(crl, &sig, &alg);
-	if (alg)
-		X509_ALGOR_get0(&obj, NULL, NULL, alg);
-	if (!obj || OBJ_obj2txt(info->sig_alg, sizeof(info->sig_alg), obj, 0) <= 0)
-		snprintf(info->sig_alg, sizeof(info->sig_alg), "unknown");
-
-	num = X509_CRL_get_ext_d2i(crl, NID_crl_number, &crit, NULL);
-	if (num) {
-		info->has_number = true;
-		int_to_dec(num, info->number, sizeof(info->number),
-			   &info->number_value);
-		ASN1_INTEGER_free(num);
-	}
-	num = X509_CRL_get_ext_d2i(crl, NID_delta_crl, &crit, NULL);
-	if (num) {
-		info->is_delta = true;
-		int_to_dec(num, info->base_number, sizeof(info->base_number),
-			   &info->base_value);
-		ASN1_INTEGER_free(num);
-	}
-	idp = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit,
-				   NULL);
-	if (idp) {
-		info->indirect = idp->indirectCRL != 0;
-		info->partitioned = idp->onlysomereasons || idp->onlyuser ||
-				    idp->onlyCA || idp->onlyattr;
-		ISSUING_DIST_POINT_free(idp);
-	}
-	ms_extensions(crl, info);
-	info->unknown_critical = unknown_critical(X509_CRL_get0_extensions(crl));
-	if (freshest_uris(crl, info) || collect_serials(crl, info))
-		return CRL_PARSE_NOMEM;
-	if (issuers)
-		check_signature(crl, issuers, info);
-	return CRL_PARSE_OK;
 }
 
 static bool looks_html(const unsigned char *p, size_t len)
@@ -626,18 +523,20 @@ static enum crl_parse_err pem_unwrap(const unsigned char *data, size_t len,
 	return rc;
 }
 
-enum crl_parse_err crl_parse(const unsigned char *data, size_t len,
-			     STACK_OF(X509) *issuers, struct crl_info *info)
+enum crl_parse_err crl_envelope(const unsigned char *data, size_t len,
+				struct crl_info *info, unsigned char **pem_der,
+				const unsigned char **der, size_t *derlen,
+				size_t *outer_len)
 {
-	unsigned char *pem_der = NULL;
-	const unsigned char *der = data, *p;
-	long derlen = (long)len;
-	X509_CRL *crl = NULL;
 	enum crl_parse_err rc;
 	struct tlv outer;
+	long n = 0;
 	int trc;
 
-	memset(info, 0, sizeof(*info));
+	*pem_der = NULL;
+	*der = data;
+	*derlen = len;
+	*outer_len = 0;
 	if (len == 0)
 		return CRL_PARSE_EMPTY;
 	if (len > INT32_MAX)
@@ -646,44 +545,20 @@ enum crl_parse_err crl_parse(const unsigned char *data, size_t len,
 		if (!mem_has(data, len, "-----BEGIN "))
 			return looks_html(data, len) ? CRL_PARSE_HTML
 						     : CRL_PARSE_NOT_CRL;
-		rc = pem_unwrap(data, len, &pem_der, &derlen);
+		rc = pem_unwrap(data, len, pem_der, &n);
 		if (rc)
 			return rc;
-		der = pem_der;
 		info->pem = true;
-		if (derlen <= 0 || der[0] != 0x30) {
-			rc = CRL_PARSE_BAD_DER;
-			goto out;
-		}
+		if (n <= 0 || (*pem_der)[0] != 0x30)
+			return CRL_PARSE_BAD_DER;
+		*der = *pem_der;
+		*derlen = (size_t)n;
 	}
-	trc = der_tlv(der, (size_t)derlen, &outer);
-	if (trc) {
-		rc = trc == -ENODATA ? CRL_PARSE_TRUNCATED : CRL_PARSE_BAD_DER;
-		goto out;
-	}
-	p = der;
-	ERR_clear_error();
-	crl = d2i_X509_CRL(NULL, &p, (long)(outer.hdr + outer.len));
-	ERR_clear_error();
-	if (!crl) {
-		rc = CRL_PARSE_BAD_DER;
-		goto out;
-	}
-	/* OpenSSL ignores what follows the CertificateList; a stricter
-	 * reader (and a signature over "the file") would not */
-	if ((size_t)derlen != outer.hdr + outer.len) {
-		rc = CRL_PARSE_TRAILING_DATA;
-		goto out;
-	}
-	rc = der_checks(der, (size_t)derlen);
-	if (rc)
-		goto out;
-	info->bytes = (size_t)derlen;
-	rc = facts(crl, issuers, info);
-out:
-	X509_CRL_free(crl);
-	OPENSSL_free(pem_der);
-	return rc;
+	trc = der_tlv(*der, *derlen, &outer);
+	if (trc)
+		return trc == -ENODATA ? CRL_PARSE_TRUNCATED : CRL_PARSE_BAD_DER;
+	*outer_len = outer.hdr + outer.len;
+	return CRL_PARSE_OK;
 }
 
 enum crl_parse_err crl_ldap_unwrap(const unsigned char *data, size_t len,
@@ -759,21 +634,18 @@ void crl_info_cleanup(struct crl_info *info)
 		xfree(info->freshest[i]);
 	for (size_t i = 0; i < info->nentry_issuers; i++)
 		X509_NAME_free(info->entry_issuers[i]);
-	xfree(info->serials);
-	xfree(info->blob);
+	crl_index_cleanup(&info->index);
 	memset(info, 0, sizeof(*info));
 }
 
 int crl_lookup(const struct crl_info *info, const ASN1_INTEGER *serial,
 	       const X509_NAME *cert_issuer, bool *removed)
 {
-	struct crl_serial key;
-	const unsigned char *kb;
-	size_t klen, lo = 0, hi = info->entries;
 	uint8_t want = 0;
+	int len = ASN1_STRING_length(serial);
 
 	*removed = false;
-	if (!info->serials)
+	if (crl_index_size(&info->index) == 0 || len <= 0)
 		return 0;
 	if (info->issuer_name && cert_issuer &&
 	    X509_NAME_cmp(cert_issuer, info->issuer_name) != 0) {
@@ -787,40 +659,8 @@ int crl_lookup(const struct crl_info *info, const ASN1_INTEGER *serial,
 			return 0;
 		want = (uint8_t)(k + 1);
 	}
-	kb = serial_bytes(serial, &klen);
-	memset(&key, 0, sizeof(key));
-	key.len = (uint16_t)(klen > UINT16_MAX ? UINT16_MAX : klen);
-	key.flags = ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER
-			    ? CRL_SERIAL_NEGATIVE
-			    : 0;
-	/* lower bound of (serial, issuer 0), then scan the equal serials */
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const struct crl_serial *s = &info->serials[mid];
-		int c;
-
-		if ((s->flags & CRL_SERIAL_NEGATIVE) != key.flags)
-			c = (s->flags & CRL_SERIAL_NEGATIVE) ? -1 : 1;
-		else if (s->len != key.len)
-			c = s->len < key.len ? -1 : 1;
-		else
-			c = memcmp(info->blob + s->off, kb, key.len);
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < info->entries; i++) {
-		const struct crl_serial *s = &info->serials[i];
-
-		if ((s->flags & CRL_SERIAL_NEGATIVE) != key.flags ||
-		    s->len != key.len ||
-		    memcmp(info->blob + s->off, kb, key.len) != 0)
-			break;
-		if (s->issuer == want) {
-			*removed = (s->flags & CRL_SERIAL_REMOVE) != 0;
-			return 1;
-		}
-	}
-	return 0;
+	return crl_index_find(&info->index, ASN1_STRING_get0_data(serial),
+			      (size_t)len,
+			      ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER,
+			      want, removed);
 }

@@ -1,6 +1,14 @@
 /* A CRL body (DER, PEM, or curl's LDAP output) to the facts the exporter
- * reports and the little a revocation look-up needs: a sorted array of
- * revoked serial numbers. The X509_CRL itself is never kept.
+ * reports and the little a revocation look-up needs: a compact sorted
+ * index of the revoked serial numbers (crl_index.h).
+ *
+ * crl_parse() (crl_walk.c) never builds an X509_CRL: it walks the DER with
+ * ASN1_get_object, decodes only the small parts with OpenSSL (issuer,
+ * times, algorithms, the CRL extensions), streams the revoked entries
+ * into the index without allocating per entry, and verifies the signature
+ * with EVP_DigestVerify over the tbsCertList bytes. crl_parse_reference()
+ * is the same contract through d2i_X509_CRL, kept to prove both give the
+ * same facts (tests/unit/test_crl.c, tests/fuzz/fuzz_crl.c).
  *
  * Policy for CRLs OpenSSL accepts but stricter parsers (pyca/cryptography,
  * rustls-webpki, BoringSSL's pki library) reject — see probes/crl/README.md:
@@ -19,6 +27,8 @@
 #include <stdint.h>
 
 #include <openssl/x509.h>
+
+#include "probes/crl/crl_index.h"
 
 #define CRL_ISSUER_MAX 1024
 #define CRL_NUMBER_MAX 160	/* decimal digits of a (capped) CRL number */
@@ -44,18 +54,6 @@ enum crl_parse_err {
 };
 
 const char *crl_parse_err_str(enum crl_parse_err e);
-
-/* One revoked serial: bytes of the magnitude (no leading zeros) at
- * blob + off. */
-struct crl_serial {
-	uint32_t off;
-	uint16_t len;
-	uint8_t flags;
-	uint8_t issuer;	/* 0 = the CRL issuer, k = entry_issuers[k - 1] */
-};
-
-#define CRL_SERIAL_NEGATIVE 1
-#define CRL_SERIAL_REMOVE 2	/* reasonCode removeFromCRL (delta CRLs) */
 
 enum crl_sig {
 	CRL_SIG_UNKNOWN = 0,	/* no issuer certificate to check with */
@@ -90,8 +88,7 @@ struct crl_info {
 	bool pem;			/* came as PEM (or via LDAP) */
 	size_t bytes;			/* DER size */
 	size_t entries;
-	struct crl_serial *serials;	/* sorted, owned */
-	unsigned char *blob;		/* owned */
+	struct crl_index index;		/* the revoked serials, owned */
 	X509_NAME *entry_issuers[CRL_ENTRY_ISSUERS_MAX];	/* owned */
 	size_t nentry_issuers;
 };
@@ -102,6 +99,18 @@ struct crl_info {
  * return) and returns CRL_PARSE_OK or why not. */
 enum crl_parse_err crl_parse(const unsigned char *data, size_t len,
 			     STACK_OF(X509) *issuers, struct crl_info *info);
+
+/* The same through d2i_X509_CRL and X509_CRL_verify (memory: the whole
+ * X509_CRL, ~380 bytes per entry). For comparisons only. */
+enum crl_parse_err crl_parse_reference(const unsigned char *data, size_t len,
+				       STACK_OF(X509) *issuers,
+				       struct crl_info *info);
+
+/* Compare two parses field by field (every fact, the issuer names, the
+ * whole serial index). 0 when equal; otherwise -1 and the first
+ * difference written to `why`. */
+int crl_info_diff(const struct crl_info *a, const struct crl_info *b,
+		  char *why, size_t whylen);
 
 /* curl's output for an LDAP search ("DN: ...\n\tattr;binary:: BASE64\n")
  * to the DER of the first value. *out is owned by the caller (xfree). */

@@ -88,15 +88,12 @@ static void dns_sock_state(void *data, ares_socket_t fd, int readable,
 			   int writable)
 {
 	struct dns *d = data;
-	struct dns_sock *s, *free_slot = NULL;
+	struct dns_sock *s;
 	uint32_t ev = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
 
-	for (s = d->socks; s; s = s->next) {
+	for (s = d->socks; s; s = s->next)
 		if (s->io.fd == fd)
 			break;
-		if (s->io.fd < 0 && !free_slot)
-			free_slot = s;
-	}
 	if (!ev) {
 		if (s)
 			loop_io_del(d->loop, &s->io);
@@ -106,15 +103,15 @@ static void dns_sock_state(void *data, ares_socket_t fd, int readable,
 		loop_io_mod(d->loop, &s->io, ev);
 		return;
 	}
-	s = free_slot;
-	if (!s) {
-		s = xcalloc(1, sizeof(*s));
-		if (!s)
-			return;	/* the lookup then times out */
-		s->d = d;
-		s->next = d->socks;
-		d->socks = s;
-	}
+	/* a fresh record every time: an event still queued in this batch for
+	 * a closed socket must not reach a new one through a reused record
+	 * (a scrape opens only a handful of resolver sockets) */
+	s = xcalloc(1, sizeof(*s));
+	if (!s)
+		return;	/* the lookup then times out */
+	s->d = d;
+	s->next = d->socks;
+	d->socks = s;
 	loop_io_init(&s->io, dns_on_io, s);
 	loop_io_add(d->loop, &s->io, fd, ev);
 }

@@ -131,7 +131,7 @@ static int fetcher_socket_cb(CURL *easy, curl_socket_t fd, int what,
 			     void *userp, void *socketp)
 {
 	struct fetcher *f = userp;
-	struct fetch_sock *s = socketp, *free_slot = NULL;
+	struct fetch_sock *s = socketp;
 	uint32_t ev = 0;
 
 	(void)easy;
@@ -147,20 +147,14 @@ static int fetcher_socket_cb(CURL *easy, curl_socket_t fd, int what,
 		ev |= EPOLLOUT;
 	if (s && s->io.fd == fd)
 		return loop_io_mod(f->loop, &s->io, ev) ? -1 : 0;
-	for (s = f->socks; s; s = s->next)
-		if (s->io.fd < 0) {
-			free_slot = s;
-			break;
-		}
-	s = free_slot;
-	if (!s) {
-		s = xcalloc(1, sizeof(*s));
-		if (!s)
-			return -1;	/* curl fails the transfer */
-		s->f = f;
-		s->next = f->socks;
-		f->socks = s;
-	}
+	/* a fresh record every time, never one freed earlier in this epoll
+	 * batch: a stale event would reach another transfer's socket */
+	s = xcalloc(1, sizeof(*s));
+	if (!s)
+		return -1;	/* curl fails the transfer */
+	s->f = f;
+	s->next = f->socks;
+	f->socks = s;
 	loop_io_init(&s->io, fetcher_on_io, s);
 	if (loop_io_add(f->loop, &s->io, fd, ev))
 		return -1;

@@ -440,6 +440,7 @@ static void probe_finish_if_idle(struct tls_probe *p);
 static void conn_close(struct tls_conn *c)
 {
 	loop_timer_cancel(c->p->run->loop, &c->verdict);
+	loop_timer_cancel(c->p->run->loop, &c->connect_timer);
 	loop_io_del(c->p->run->loop, &c->io);
 	if (c->ssl) {
 		SSL_set_app_data(c->ssl, NULL);
@@ -732,6 +733,7 @@ static void conn_step(struct tls_conn *c)
 			conn_end(c, errno_fail(soerr));
 			return;
 		}
+		loop_timer_cancel(p->run->loop, &c->connect_timer);
 		if (p->m->starttls != STARTTLS_NONE) {
 			c->stage = PROBE_STAGE_STARTTLS;
 			if (p->run->stage < PROBE_STAGE_STARTTLS)
@@ -751,6 +753,30 @@ static void conn_step(struct tls_conn *c)
 		return;
 	}
 	conn_handshake(c);
+}
+
+static void on_connect_timeout(struct loop_timer *t)
+{
+	struct tls_conn *c = t->arg;
+
+	/* a silently dropped SYN: conn_end moves on to the next address */
+	if (!c->finished && c->stage == PROBE_STAGE_CONNECT)
+		conn_end(c, PROBE_FAIL_TIMEOUT);
+}
+
+/* Without every_address the addresses of a host are tried in turn; one
+ * that drops SYNs must not eat the whole budget of the ones after it. */
+static void arm_connect_timer(struct tls_conn *c)
+{
+	struct tls_probe *p = c->p;
+	struct tls_host *h = c->h;
+	size_t left = h->first + h->n - h->next + 1;	/* this one included */
+	int64_t now = loop_now(), budget;
+
+	if (p->m->every_address || left <= 1 || p->run->deadline <= now)
+		return;
+	budget = (p->run->deadline - now) / (int64_t)left;
+	loop_timer_set(p->run->loop, &c->connect_timer, now + budget);
 }
 
 static void conn_start(struct tls_conn *c)
@@ -773,8 +799,11 @@ static void conn_start(struct tls_conn *c)
 		conn_end(c, errno_fail(errno));
 		return;
 	}
-	if (conn_arm(c, EPOLLOUT))
+	if (conn_arm(c, EPOLLOUT)) {
 		conn_end(c, PROBE_FAIL_INTERNAL);
+		return;
+	}
+	arm_connect_timer(c);
 }
 
 /* Start the host's next address: all of them with every_address. */
@@ -840,6 +869,7 @@ static void probe_connect(struct tls_probe *p)
 			c->fd = -1;
 			loop_io_init(&c->io, conn_on_io, c);
 			loop_timer_init(&c->verdict, on_verdict_timeout, c);
+			loop_timer_init(&c->connect_timer, on_connect_timeout, c);
 			memcpy(&c->sa, &h->addrs[a], h->addrlens[a]);
 			c->salen = h->addrlens[a];
 			format_address(c);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -81,6 +82,8 @@ struct tls_conn {
 	bool awaiting_verdict;	/* TLS 1.3: handshake done on our side, the
 				   server may still reject our certificate */
 	struct loop_timer verdict;
+	struct loop_timer connect_timer;	/* sequential mode: give the
+						   next address its turn */
 	unsigned ca_names;	/* CA names in it */
 	size_t ca_names_bytes;	/* their DER size, summed */
 	STACK_OF(X509) *sent;	/* as the server sent them, owned */
@@ -130,6 +133,17 @@ void tls_revoc_free(struct tls_probe *p);
  * for the module's lifetime (its trust store never changes). */
 int tls_verify_cache_install(struct tls_module *m);
 void tls_verify_cache_free(struct tls_module *m);
+struct tls_verify_cache *tls_verify_cache_new(void);
+void tls_verify_cache_destroy(struct tls_verify_cache *vc);
+/* What the installed callback does (exposed for tests): verify the chain
+ * of `ctx` (initialised by libssl: the leaf, and everything the server
+ * sent as untrusted) or answer from the cache; `now` in wall seconds.
+ * Returns like X509_verify_cert. */
+int tls_verify_chain(struct tls_verify_cache *vc, X509_STORE_CTX *ctx,
+		     time_t now);
+void tls_verify_cache_stats(const struct tls_verify_cache *vc,
+			    unsigned long *hits, unsigned long *misses,
+			    size_t *entries);
 
 /* tls_report.c: write every sample of a finished run. */
 void tls_report_host(struct probe_run *run, const struct tls_host *h);

@@ -97,9 +97,11 @@ void tls_report_host(struct probe_run *run, const struct tls_host *h)
 		 probe_module_name(run), "target", probe_target_name(run),
 		 "host", h->name, "port", port, "priority", prio, "weight",
 		 weight, NULL);
+	/* priority and weight too: two records may name one host:port */
 	expo_add(run->out, &M_SRV_FAIL, run->order, h->fail == PROBE_OK,
 		 "module", probe_module_name(run), "target",
-		 probe_target_name(run), "host", h->name, "port", port, NULL);
+		 probe_target_name(run), "host", h->name, "port", port,
+		 "priority", prio, "weight", weight, NULL);
 }
 
 /* The name the leaf must match: the module's override, else the host

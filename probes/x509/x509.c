@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -193,27 +194,56 @@ bool x509_sig_alg_weak(const char *a)
 }
 
 /* Append each URI general name of `names` to b, space-separated. */
+/* Whether the space-separated list in b holds `uri` already. */
+static bool has_uri(const struct buf *b, const char *uri, size_t n)
+{
+	const char *p = b->data;
+
+	while (p && *p) {
+		size_t len = strcspn(p, " ");
+
+		if (len == n && memcmp(p, uri, n) == 0)
+			return true;
+		p += len;
+		p += *p == ' ';
+	}
+	return false;
+}
+
+/* Append each URI general name of `names` to b, space-separated, once
+ * each (a repeated URI would repeat a series), and at most X509_URLS_MAX
+ * bytes in all: a hostile certificate gets a shortened list, not a
+ * failure that would hide it. */
 static void put_uris(struct buf *b, const GENERAL_NAMES *names)
 {
 	for (int i = 0; i < sk_GENERAL_NAME_num(names); i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		char one[1024];
+		size_t n = 0;
 		const ASN1_STRING *u;
 
 		if (g->type != GEN_URI)
 			continue;
 		u = g->d.uniformResourceIdentifier;
-		if (b->len)
-			buf_putc(b, ' ');
 		/* a space inside a URI would split it: encode it, as a
 		 * client fetching it would */
-		for (int k = 0; k < ASN1_STRING_length(u); k++) {
+		for (int k = 0; k < ASN1_STRING_length(u) && n + 4 < sizeof(one);
+		     k++) {
 			unsigned char c = ASN1_STRING_get0_data(u)[k];
 
 			if (c <= ' ' || c >= 0x7f)
-				buf_printf(b, "%%%02X", c);
+				n += (size_t)snprintf(one + n, sizeof(one) - n,
+						      "%%%02X", c);
 			else
-				buf_putc(b, (char)c);
+				one[n++] = (char)c;
 		}
+		one[n] = '\0';
+		if (n == 0 || has_uri(b, one, n) ||
+		    b->len + n + 1 > X509_URLS_MAX)
+			continue;
+		if (b->len)
+			buf_putc(b, ' ');
+		buf_append(b, one, n);
 	}
 }
 
@@ -223,7 +253,7 @@ static char *cdp_uris(X509 *x)
 		X509_get_ext_d2i(x, NID_crl_distribution_points, NULL, NULL);
 	struct buf b;
 
-	buf_init(&b, 16384);
+	buf_init(&b, X509_URLS_MAX + 16);
 	for (int i = 0; i < sk_DIST_POINT_num(dps); i++) {
 		const DIST_POINT *dp = sk_DIST_POINT_value(dps, i);
 
@@ -240,8 +270,8 @@ static int aia_uris(X509 *x, char **ocsp, char **issuers)
 		X509_get_ext_d2i(x, NID_info_access, NULL, NULL);
 	struct buf bo, bi;
 
-	buf_init(&bo, 16384);
-	buf_init(&bi, 16384);
+	buf_init(&bo, X509_URLS_MAX + 16);
+	buf_init(&bi, X509_URLS_MAX + 16);
 	for (int i = 0; i < sk_ACCESS_DESCRIPTION_num(aia); i++) {
 		ACCESS_DESCRIPTION *ad = sk_ACCESS_DESCRIPTION_value(aia, i);
 		int nid = OBJ_obj2nid(ad->method);
@@ -262,6 +292,18 @@ static int aia_uris(X509 *x, char **ocsp, char **issuers)
 	buf_cleanup(&bo);
 	buf_cleanup(&bi);
 	return *ocsp && *issuers ? 0 : -ENOMEM;
+}
+
+/* SHA-1 and SHA-256, fetched once. EVP_sha1()/EVP_sha256() make OpenSSL 3
+ * fetch the implementation again on every use (a name lookup under the
+ * provider store's lock), twice per reported certificate. */
+static EVP_MD *md_sha1, *md_sha256;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+	md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+	md_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
 }
 
 int x509_facts_init(struct x509_facts *f, X509 *x)
@@ -289,9 +331,10 @@ int x509_facts_init(struct x509_facts *f, X509 *x)
 		snprintf(f->sig_alg, sizeof(f->sig_alg), "unknown");
 	key_facts(x, f);
 
-	if (X509_digest(x, EVP_sha1(), md, &mdlen))
+	pthread_once(&md_once, md_fetch);
+	if (X509_digest(x, md_sha1 ? md_sha1 : EVP_sha1(), md, &mdlen))
 		hex_lower(f->sha1, md, mdlen);
-	if (X509_digest(x, EVP_sha256(), md, &mdlen))
+	if (X509_digest(x, md_sha256 ? md_sha256 : EVP_sha256(), md, &mdlen))
 		hex_lower(f->sha256, md, mdlen);
 
 	/* X509_check_ca also caches the extensions, so do it before the

@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #define X509_SANS_MAX 4096	/* bytes of the joined SAN label */
+#define X509_URLS_MAX 8192	/* bytes of each joined CDP/AIA list */
 
 struct x509_facts {
 	char subject_cn[256];

@@ -83,7 +83,7 @@ fi
 
 targets=${PKI_FUZZ_TARGETS:-}
 if [ -z "$targets" ]; then
-	for t in config csv expo x509 crl; do
+	for t in config csv expo x509 crl events; do
 		[ -x "$BUILD/tests/fuzz/fuzz_$t" ] && targets="$targets $t"
 	done
 fi

@@ -14,7 +14,12 @@ Reusable pieces, imported by tests/integration/test_*.py:
     names resolve, everything else is NXDOMAIN (it never forwards).
   * Exporter: runs $PKI_EXPORTER with a generated YAML config, scrape helpers.
   * parse_metrics(): a strict Prometheus text-format 0.0.4 parser.
-  * PrometheusRunner: a real Prometheus scraping the exporter, query() helper.
+  * PrometheusRunner: a real Prometheus scraping the exporter, query() helper;
+    rule_files= loads rule files (rules(), alerts(), query_raw()).
+  * CRLIssuer: CRLs (exact dates and numbers, Microsoft Next CRL Publish,
+    Freshest CRL, Delta CRL Indicator) and OCSP answers of a PKI CA;
+    HTTPFileServer: a loopback HTTP server for them (GET files, POST
+    handlers, forced error statuses).
   * EximRunner, SlapdRunner: SMTP and LDAP servers offering STARTTLS (or
     not), each from a config in its own temp dir, in the foreground.
   * promtool_check_metrics().
@@ -1458,10 +1463,13 @@ class PrometheusRunner:
     X-Prometheus-Scrape-Timeout-Seconds = scrape_timeout."""
 
     def __init__(self, directory, targets, scrape_interval="1s", scrape_timeout="1s",
-                 metrics_path="/metrics", job="pki", scrape_configs=None):
+                 metrics_path="/metrics", job="pki", scrape_configs=None, rule_files=(),
+                 evaluation_interval=None):
         """scrape_configs: a list of Prometheus scrape_config dicts used
         instead of the one job built from targets/metrics_path/job (e.g.
-        /probe jobs with relabel_configs)."""
+        /probe jobs with relabel_configs). rule_files: paths of rule files
+        to load (`rule_files:`), evaluated every evaluation_interval
+        (default: the scrape interval); see rules() and alerts()."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.targets = list(targets)
@@ -1470,6 +1478,8 @@ class PrometheusRunner:
         self.metrics_path = metrics_path
         self.job = job
         self.scrape_configs = scrape_configs
+        self.rule_files = [os.path.abspath(f) for f in rule_files]
+        self.evaluation_interval = evaluation_interval or scrape_interval
         self.port = None
         self.proc = None
 
@@ -1479,13 +1489,15 @@ class PrometheusRunner:
         cfg = {
             "global": {"scrape_interval": self.scrape_interval,
                        "scrape_timeout": self.scrape_timeout,
-                       "evaluation_interval": self.scrape_interval},
+                       "evaluation_interval": self.evaluation_interval},
             "scrape_configs": self.scrape_configs or [{
                 "job_name": self.job,
                 "metrics_path": self.metrics_path,
                 "static_configs": [{"targets": self.targets}],
             }],
         }
+        if self.rule_files:
+            cfg["rule_files"] = self.rule_files
         conf = os.path.join(self.dir, "prometheus.yml")
         with open(conf, "w") as f:
             f.write(to_yaml(cfg) + "\n")
@@ -1533,6 +1545,39 @@ class PrometheusRunner:
                               what="a result for %s" % expr)
         except HarnessError as e:
             raise AssertionError("%s\nprometheus targets: %s" % (e, self.target_health()))
+
+    def query_raw(self, expr, time_=None):
+        """Instant query without retries: the API's whole answer (a dict
+        with status, data or errorType/error), HTTP errors included."""
+        params = {"query": expr}
+        if time_ is not None:
+            params["time"] = "%.3f" % time_
+        url = self.api_url("/api/v1/query") + "?" + urllib.parse.urlencode(params)
+        r = http_request(url, timeout=15)
+        try:
+            return json.loads(r.body.decode())
+        except ValueError:
+            return {"status": "error", "error": "HTTP %d: %r" % (r.status, r.body[:300])}
+
+    def query_range_raw(self, expr, start, end, step):
+        """Range query without retries: the API's whole answer."""
+        params = {"query": expr, "start": "%.3f" % start, "end": "%.3f" % end,
+                  "step": str(step)}
+        url = self.api_url("/api/v1/query_range") + "?" + urllib.parse.urlencode(params)
+        r = http_request(url, timeout=15)
+        try:
+            return json.loads(r.body.decode())
+        except ValueError:
+            return {"status": "error", "error": "HTTP %d: %r" % (r.status, r.body[:300])}
+
+    def rules(self):
+        """Every loaded rule: [(group name, rule dict of /api/v1/rules)]."""
+        data = self.api("/api/v1/rules")
+        return [(g["name"], r) for g in data["groups"] for r in g["rules"]]
+
+    def alerts(self):
+        """Active (pending and firing) alerts of /api/v1/alerts."""
+        return self.api("/api/v1/alerts")["alerts"]
 
     def query_one(self, expr, timeout=20.0):
         res = self.query(expr, timeout)
@@ -1787,6 +1832,15 @@ class FakeDnsServer:
         self.queries = []
         self.stopping = threading.Event()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # room for a burst (a scrape resolving 1,000 names at once): root
+        # may go past net.core.rmem_max, others get what the kernel allows
+        for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            try:
+                if opt is not None:
+                    self.udp.setsockopt(socket.SOL_SOCKET, opt, 8 << 20)
+                    break
+            except OSError:
+                continue
         self.udp.bind(("127.0.0.1", self.port))
         self.udp.settimeout(0.2)
         self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1925,3 +1979,185 @@ class FakeDnsServer:
                 s.close()
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------------------
+# CRLs and OCSP answers of a PKI() CA, and a loopback HTTP server for them
+# ---------------------------------------------------------------------------
+
+_CRL_CNF = """\
+[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = {dir}
+database = {dir}/index.txt
+new_certs_dir = {dir}/newcerts
+serial = {dir}/serial
+crlnumber = {dir}/crlnumber
+default_md = sha256
+policy = policy_any
+unique_subject = no
+[ policy_any ]
+commonName = optional
+[ crl_ext ]
+authorityKeyIdentifier = keyid:always
+{extra}
+"""
+
+
+def der_utctime_hex(ts):
+    """`DER:` value of an ASN.1 UTCTime for openssl extension configs."""
+    s = _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%y%m%d%H%M%SZ").encode()
+    return ":".join("%02X" % b for b in b"\x17" + bytes([len(s)]) + s)
+
+
+def der_integer_hex(n):
+    """`DER:` value of a non-negative ASN.1 INTEGER."""
+    body = n.to_bytes(max(1, (n.bit_length() + 8) // 8), "big")
+    return ":".join("%02X" % b for b in b"\x02" + bytes([len(body)]) + body)
+
+
+class CRLIssuer:
+    """CRLs and OCSP answers of a CA made by PKI (root_ca/intermediate_ca):
+    its `openssl ca` database already lists what it signed.
+
+      revoke(cert)        mark a certificate revoked in the database
+      crl(...)            a DER CRL with exact dates and number, optional
+                          Microsoft Next CRL Publish (1.3.6.1.4.1.311.21.4),
+                          Freshest CRL (a base naming its delta) or Delta CRL
+                          Indicator (a delta of base number N)
+      ocsp_answer(req)    an OCSP response (openssl ocsp, signed by the CA)
+                          for a DER request: good / revoked / unknown
+    """
+
+    def __init__(self, pki, ca):
+        self.pki = pki
+        self.ca = ca
+        self.dir = pki._ca_dir(ca.name)
+        self.lock = threading.Lock()
+        self.n = 0
+
+    def _cnf(self, extra_lines=()):
+        path = os.path.join(self.dir, "crl-%d.cnf" % random.randint(0, 1 << 30))
+        with open(path, "w") as f:
+            f.write(_CRL_CNF.format(dir=self.dir, extra="\n".join(extra_lines)))
+        return path
+
+    def revoke(self, cert, reason="keyCompromise"):
+        run([OPENSSL, "ca", "-config", self._cnf(), "-revoke", cert.cert, "-crl_reason", reason,
+             "-cert", self.ca.cert, "-keyfile", self.ca.key])
+
+    def crl(self, this_update, next_update, number, next_publish=None, freshest=None,
+            delta_of=None):
+        """DER bytes of a CRL. next_publish: Unix time of Microsoft Next
+        CRL Publish; freshest: the delta CRL URL a base names; delta_of:
+        the base CRL number this delta needs (Delta CRL Indicator)."""
+        extra = []
+        if freshest:
+            extra.append("freshestCRL = URI:" + freshest)
+        if delta_of is not None:
+            extra.append("2.5.29.27 = critical, DER:" + der_integer_hex(delta_of))
+        if next_publish is not None:
+            extra.append("1.3.6.1.4.1.311.21.4 = DER:" + der_utctime_hex(next_publish))
+        with self.lock:
+            self.n += 1
+            with open(os.path.join(self.dir, "crlnumber"), "w") as f:
+                f.write("%02X\n" % number if number > 0xF else "0%X\n" % number)
+            pem = os.path.join(self.dir, "crl%d.pem" % self.n)
+            der = os.path.join(self.dir, "crl%d.der" % self.n)
+            run([OPENSSL, "ca", "-batch", "-config", self._cnf(extra), "-gencrl",
+                 "-cert", self.ca.cert, "-keyfile", self.ca.key, "-crlexts", "crl_ext",
+                 "-crl_lastupdate", openssl_time(this_update),
+                 "-crl_nextupdate", openssl_time(next_update), "-out", pem])
+            run([OPENSSL, "crl", "-in", pem, "-outform", "DER", "-out", der])
+            with open(der, "rb") as f:
+                return f.read()
+
+    def ocsp_answer(self, req_der):
+        with self.lock:
+            self.n += 1
+            req = os.path.join(self.dir, "ocsp-req%d.der" % self.n)
+            resp = os.path.join(self.dir, "ocsp-resp%d.der" % self.n)
+            with open(req, "wb") as f:
+                f.write(req_der)
+            run([OPENSSL, "ocsp", "-index", os.path.join(self.dir, "index.txt"),
+                 "-CA", self.ca.cert, "-rsigner", self.ca.cert, "-rkey", self.ca.key,
+                 "-ndays", "1", "-reqin", req, "-respout", resp])
+            with open(resp, "rb") as f:
+                return f.read()
+
+
+class HTTPFileServer:
+    """A loopback HTTP/1.1 server in this process (daemon threads).
+
+      files   {path: bytes}      GET answers 200 with the bytes
+      posts   {path: callable}   POST answers 200 with callable(body)
+      status  {path: code}       GET/POST answer this status (an HTML body)
+    Anything else is 404. Every attribute may be changed while it runs.
+    requests: {path: count}."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.files, self.posts, self.status = {}, {}, {}
+        self.requests = {}
+        self.lock = threading.Lock()
+        self.httpd = None
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def start(self):
+        import http.server
+        import socketserver
+        srv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body, ctype):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _answer(self, body=None):
+                path = urllib.parse.urlsplit(self.path).path
+                with srv.lock:
+                    srv.requests[path] = srv.requests.get(path, 0) + 1
+                    code = srv.status.get(path)
+                    data = srv.files.get(path)
+                    post = srv.posts.get(path)
+                if code:
+                    return self._send(code, b"<html><body>error %d</body></html>" % code,
+                                      "text/html")
+                if body is not None and post:
+                    return self._send(200, post(body), "application/ocsp-response")
+                if body is None and data is not None:
+                    return self._send(200, data, "application/pkix-crl")
+                return self._send(404, b"<html><body>not found</body></html>", "text/html")
+
+            def do_GET(self):
+                self._answer()
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                self._answer(self.rfile.read(min(n, 1 << 20)))
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.httpd = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                         name="http-%d" % self.port).start()
+        return self
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None

@@ -189,6 +189,19 @@ class TestBadWebConfig(unittest.TestCase):
             self.assertIn(web + ":4:16: min_version must be", err)
             self.assertIn(web + ":6:9: user 'prom': expected a bcrypt hash", err)
             self.assertIn(web + ":7:1: unknown key 'bogus'", err)
+            # client certificates need CAs to name: refused at load, not
+            # by a 403 on every request
+            with open(web, "w") as f:
+                f.write("tls_server_config:\n  cert_file: /nonexistent.pem\n"
+                        "  key_file: /nonexistent.key\n"
+                        "  client_auth_type: RequireAnyClientCert\n")
+            cp = h.run_exporter_cli(["--config.file=" + cfg, "--web.config.file=" + web,
+                                     "--web.listen-address=127.0.0.1:%d" % h.free_port()],
+                                    timeout=20)
+            self.assertEqual(cp.returncode, 1)
+            err = cp.stderr if isinstance(cp.stderr, str) else cp.stderr.decode()
+            self.assertIn(web + ":2:3: client_auth_type RequireAnyClientCert needs "
+                          "client_ca_file", err)
         finally:
             tmp.cleanup()
 

@@ -164,6 +164,9 @@ static void test_errors_table(void **state)
 		 "modules: { m: { prober: tls } }\n"
 		 "targets:\n  - { module: n, targets: [\"a:1\"] }\n",
 		 {":3:15: unknown module 'n'"}},
+		{"duration too long",
+		 "global: { scrape_timeout: 400y }\n",
+		 {":1:27: duration '400y' is longer than 10 years"}},
 		{"concurrency out of range",
 		 "global: { concurrency: 0 }\n",
 		 {":1:24: 0 is out of range [1, 65536]"}},
@@ -261,6 +264,7 @@ static void test_durations(void **state)
 		{"1w", 604800, 0}, {"", 0, -EINVAL},	{"5", 0, -EINVAL},
 		{"s", 0, -EINVAL}, {"1s1m", 0, -EINVAL}, {"-1s", 0, -EINVAL},
 		{"1.5s", 0, -EINVAL},
+		{"11y", 0, -ERANGE}, {"400y", 0, -ERANGE}, {"3650d", 315360000, 0},
 	};
 
 	(void)state;

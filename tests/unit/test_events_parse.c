@@ -548,6 +548,20 @@ static void test_helpers(void **state)
 	assert_string_equal(ev_format_str(EV_FMT_RFC5424), "rfc5424");
 	assert_string_equal(ev_drop_str(EV_DROP_CARDINALITY), "cardinality");
 	assert_string_equal(ev_field_str(EV_F_EVENT_ID), "event_id");
+
+	{
+		/* a sender may not pose as the overflow series */
+		struct ev_parser p;
+		struct ev_event e;
+
+		ev_parser_init(&p);
+		memset(&e, 0, sizeof(e));
+		ev_set_host(&p, &e, " __OTHER__ ", 11);
+		assert_string_equal(e.host, "__other__(sender)");
+		ev_set_host(&p, &e, "FE01", 4);
+		assert_string_equal(e.host, "fe01");
+		ev_parser_cleanup(&p);
+	}
 }
 
 int main(void)

@@ -225,6 +225,42 @@ static void test_eku_and_weak_key(void **state)
 	free(pem);
 }
 
+/* CDP lists: a repeated URI is kept once (it would repeat a series), and a
+ * huge list is shortened, never a failure that hides the certificate. */
+static void test_cdp_dedupe_and_cap(void **state)
+{
+	char *cnf = xasprintf("%s/cdp.cnf", dir), *pem = xasprintf("%s/cdp.pem", dir);
+	struct x509_facts f;
+	FILE *c = fopen(cnf, "w");
+	X509 *x;
+	const char *p;
+	int n = 0;
+
+	(void)state;
+	assert_non_null(c);
+	fputs("[req]\ndistinguished_name=dn\nx509_extensions=ext\nprompt=no\n"
+	      "[dn]\nCN=cdp\n[ext]\ncrlDistributionPoints=URI:http://a.test/x.crl,"
+	      "URI:http://a.test/x.crl", c);
+	for (int i = 0; i < 400; i++)
+		fprintf(c, ",URI:http://crl%03d.example.test/CertEnroll/Issuing-CA.crl", i);
+	fputs("\n", c);
+	fclose(c);
+	free(run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+		 "-keyout %s/cdp.key -out %s -days 1 -config %s 2>/dev/null && echo ok",
+		 dir, pem, cnf));
+	x = load_pem(pem);
+	assert_int_equal(x509_facts_init(&f, x), 0);
+	assert_int_equal(strncmp(f.cdp, "http://a.test/x.crl http://crl000.", 34), 0);
+	assert_true(strlen(f.cdp) <= X509_URLS_MAX);
+	for (p = f.cdp; (p = strstr(p, "http://a.test/x.crl")) != NULL; p++)
+		n++;
+	assert_int_equal(n, 1);
+	x509_facts_cleanup(&f);
+	X509_free(x);
+	free(cnf);
+	free(pem);
+}
+
 /* Thousands of SANs stay one bounded label with a count of the rest. */
 static void test_many_sans(void **state)
 {
@@ -339,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_generated_rsa),
 		cmocka_unit_test(test_generated_chain),
 		cmocka_unit_test(test_eku_and_weak_key),
+		cmocka_unit_test(test_cdp_dedupe_and_cap),
 		cmocka_unit_test(test_many_sans),
 		cmocka_unit_test(test_corpus_weak),
 		cmocka_unit_test(test_alloc_failures),
