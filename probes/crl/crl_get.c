@@ -487,6 +487,18 @@ static void on_fetched(void *arg, struct fetch_result *res)
 	struct crl_data *d = NULL;
 
 	g->holds_fetch = false;
+	if (res->err == FETCH_ERR_TIMEOUT && g->budget_limited) {
+		/* cut short by what was left of the caller's run (a tls run
+		 * that spent its time on the handshake), not by the CDP's own
+		 * slowness: no fact about the URL, so nothing is cached and
+		 * the next run fetches again */
+		crl_cache_abort(g->entry);
+		g->cut = "timeout";
+		crl_snapshot_cleanup(&g->snap);
+		crl_cache_snapshot(g->entry, &g->snap);
+		get_finish(g);
+		return;
+	}
 	if (res->err == FETCH_OK && !res->not_modified)
 		d = parse_body(g, res->body, res->len,
 			       strncasecmp(g->fetch_url, "ldap", 4) == 0, &perr);
@@ -643,6 +655,9 @@ static void get_fetch(struct crl_get *g, char *etag, char *lastmod)
 	if (strncasecmp(g->fetch_url, "ldap", 4) == 0)
 		o.max_bytes = o.max_bytes / 3 * 4 + 4096;
 	o.timeout_ms = left > 1000000 ? left / 1000000 : 1;
+	/* less than the module's whole timeout is left for this fetch */
+	g->budget_limited = left + FETCH_MARGIN_NS <
+			    (int64_t)(g->run->module->timeout * 1e9) - 100000000LL;
 	if (f)
 		rc = fetch_start(f, &o, on_fetched, g, &g->fh);
 	xfree(etag);

@@ -81,6 +81,7 @@ struct crl_get {
 	/* in flight */
 	struct fetch *fh;
 	bool holds_fetch;	/* this get is the entry's fetcher */
+	bool budget_limited;	/* its fetch got less than the module timeout */
 	struct crl_waiter w;
 	struct crl_hub *hub;	/* this loop's wake-up descriptor */
 	struct crl_get *hub_next;

@@ -493,8 +493,11 @@ static void on_ocsp(void *arg, struct fetch_result *res)
 	if (res->err == FETCH_OK)
 		ocsp_answer_parse(res->body, res->len, &o->q, o->q.id, o->issuer,
 				  &o->ans);
-	/* a nonce that does not match is not worth keeping */
-	if (o->key && o->ans.err != OCSP_ERR_NONCE)
+	/* a nonce that does not match is not worth keeping; nor is a
+	 * timeout, which says more about the tls run's leftover budget
+	 * than about the responder (the next scrape asks again) */
+	if (o->key && o->ans.err != OCSP_ERR_NONCE &&
+	    res->err != FETCH_ERR_TIMEOUT)
 		ocsp_cache_put(o, res->err == FETCH_OK ? res->body : NULL,
 			       res->err == FETCH_OK ? res->len : 0);
 	r->pending--;
@@ -683,6 +686,9 @@ static void on_later(struct loop_timer *t)
 static void on_budget(struct loop_timer *t)
 {
 	struct revoc *r = t->arg;
+	/* name what actually ran out: the module timeout or the scrape's */
+	const char *why = r->run->deadline_is_scrape ? "scrape_deadline"
+						     : "timeout";
 
 	for (size_t i = 0; i < r->nocsps; i++) {
 		struct rv_ocsp *o = r->ocsps[i];
@@ -690,12 +696,12 @@ static void on_budget(struct loop_timer *t)
 		if (!o->done) {
 			fetch_cancel(&o->fh);
 			o->done = true;
-			o->cut = "timeout";
+			o->cut = why;
 		}
 	}
 	for (size_t i = 0; i < r->ncrls; i++)
 		if (r->crls[i]->g)
-			crl_get_settle(r->crls[i]->g, "timeout");
+			crl_get_settle(r->crls[i]->g, why);
 	r->pending = 0;
 	check_done(r);
 }
