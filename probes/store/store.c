@@ -47,6 +47,11 @@ static const struct metric_desc M_OVER = {
 	"certificates vs max_certificates, ca_names_bytes vs "
 	"max_ca_names_bytes.",
 	METRIC_GAUGE};
+static const struct metric_desc M_LIMIT = {
+	"pki_store_limit",
+	"The module's limit for the store: max_certificates (count) or "
+	"max_ca_names_bytes (bytes), so dashboards can draw it.",
+	METRIC_GAUGE};
 static const struct metric_desc M_UNHASHED = {
 	"pki_store_unhashed_files",
 	"Files in an OpenSSL hashed directory that no <hash>.N link reaches: "
@@ -665,6 +670,12 @@ static void emit(struct probe_run *run, const struct store_module *m,
 	expo_add(out, &M_OVER, run->order,
 		 s->ca_names_bytes > m->max_ca_names_bytes ? 1 : 0, "module",
 		 mod, "target", tgt, "store", tgt, "limit", "ca_names_bytes", NULL);
+	expo_add(out, &M_LIMIT, run->order, (double)m->max_certificates,
+		 "module", mod, "target", tgt, "store", tgt, "limit",
+		 "certificates", NULL);
+	expo_add(out, &M_LIMIT, run->order, (double)m->max_ca_names_bytes,
+		 "module", mod, "target", tgt, "store", tgt, "limit",
+		 "ca_names_bytes", NULL);
 	expo_add(out, &M_UNHASHED, run->order, (double)s->unhashed, "module",
 		 mod, "target", tgt, "store", tgt, NULL);
 	for (size_t i = 0; i < s->nfiles; i++)

@@ -152,6 +152,10 @@ class RootStoreTest(Base):
                          float(b))
         self.assertEqual(self.v("pki_store_over_limit", module="roots", target=self.T,
                                 limit="certificates"), 0.0)
+        self.assertEqual(self.v("pki_store_limit", module="roots", target=self.T,
+                                limit="certificates"), 100.0)
+        self.assertEqual(self.v("pki_store_limit", module="personal", limit="ca_names_bytes"),
+                         10.0)
         self.assertEqual(self.v("pki_store_over_limit", module="roots", target=self.T,
                                 limit="ca_names_bytes"), 0.0)
 
