@@ -388,6 +388,7 @@ static void global_defaults(struct cfg_global *g)
 	memset(g, 0, sizeof(*g));
 	g->scrape_timeout = 10;
 	g->concurrency = 256;
+	g->max_inflight = 1024;
 }
 
 /* "ip", "ip:port" or "[v6]:port" -> c-ares CSV form; -EINVAL if bad. */
@@ -461,6 +462,9 @@ static int parse_global(const struct cfg_node *n, struct config *cfg,
 		} else if (strcmp(p.key, "concurrency") == 0) {
 			if (cfg_get_uint(&p.vnode, eb, 1, 65536, &u) == 0)
 				g->concurrency = (unsigned)u;
+		} else if (strcmp(p.key, "max_inflight") == 0) {
+			if (cfg_get_uint(&p.vnode, eb, 1, 1048576, &u) == 0)
+				g->max_inflight = (unsigned)u;
 		} else if (strcmp(p.key, "dns_servers") == 0) {
 			if (cfg_get_strings(&p.vnode, eb, &g->dns_servers,
 					    &g->ndns))

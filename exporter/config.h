@@ -85,6 +85,7 @@ int cfg_parse_file(const char *file,
 struct cfg_global {
 	double scrape_timeout;	/* seconds */
 	unsigned concurrency;
+	unsigned max_inflight;	/* probes in flight across all scrapes */
 	char **dns_servers;
 	size_t ndns;
 	char *dns_csv;		/* c-ares form of dns_servers, or NULL */

@@ -578,6 +578,11 @@ static enum probe_fail ssl_fail(int ret, int err)
 		return errno_fail(errno);
 	case SSL_ERROR_SSL:
 		e = ERR_peek_last_error();
+		/* OpenSSL 3 reports a peer that hangs up mid-handshake as an
+		 * SSL error, not a syscall EOF */
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+			return PROBE_FAIL_EOF;
 		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
 		    ERR_GET_REASON(e) >= SSL_AD_REASON_OFFSET)
 			return PROBE_FAIL_TLS_ALERT;

@@ -364,13 +364,10 @@ class HostileCase(unittest.TestCase):
         self.assertEqual(len(kept) + more, 10000)
         self.assertEqual(labels["subject_cn"], "many-sans.test")
 
-    @unittest.expectedFailure
     def test_peer_closing_in_handshake_is_closed_by_peer(self):
-        """Known issue: probes/tls/tls.c ssl_fail() maps only
-        SSL_ERROR_SYSCALL/ZERO_RETURN to closed_by_peer; OpenSSL 3 reports
-        an EOF in the handshake as SSL_ERROR_SSL with reason
-        SSL_R_UNEXPECTED_EOF_WHILE_READING, so the documented reason
-        becomes tls_error. Remove the decorator once fixed."""
+        """OpenSSL 3 reports an EOF in the handshake as SSL_ERROR_SSL with
+        reason SSL_R_UNEXPECTED_EOF_WHILE_READING; ssl_fail() maps it to
+        the documented closed_by_peer."""
         m = self.metrics()
         labels, _ = m.one("pki_probe_failure_info", module="hostile",
                           target=FIX.tcp_targets()["close"])
@@ -538,7 +535,8 @@ class TestManyOpenSockets(unittest.TestCase):
         cls.addClassCleanup(d.cleanup)
         cls.targets = ["127.0.0.1:%d" % x.getsockname()[1] for x in cls.listeners]
         cfg = h.exporter_config(
-            global_={"scrape_timeout": "30s", "concurrency": 2 * cls.N},
+            global_={"scrape_timeout": "30s", "concurrency": 2 * cls.N,
+                     "max_inflight": 2 * cls.N},
             modules={"hang": {"prober": "tls", "timeout": "%ds" % MODULE_TIMEOUT},
                      "good": {"prober": "tls", "timeout": "2s",
                               "tls": {"ca_file": FIX.root.cert}}},
