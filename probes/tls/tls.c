@@ -935,6 +935,23 @@ static void on_host_resolved(void *arg, int status,
 	struct tls_host *h = arg;
 	struct tls_probe *p = h->p;
 
+	/* c-ares 1.18 resets a whole server connection when one *other*
+	 * answer is broken (a truncated UDP reply, then a short TCP one),
+	 * ending every lookup in flight on that channel with ECONNREFUSED.
+	 * Ask once more on a resolver of this run's own, which no other
+	 * target's broken answer can reach. */
+	if (status == ARES_ECONNREFUSED && !h->retried && !p->run->done) {
+		const char *servers = p->m->dns_csv
+					      ? p->m->dns_csv
+					      : p->run->config->global.dns_csv;
+
+		h->retried = true;
+		if ((p->private_dns ||
+		     dns_new(p->run->loop, servers, &p->private_dns) == 0) &&
+		    dns_resolve(p->private_dns, h->name, p->m->family,
+				on_host_resolved, h, &h->q) == 0)
+			return;
+	}
 	if (status != ARES_SUCCESS)
 		h->fail = ares_fail(status);
 	for (const struct ares_addrinfo_node *n = ai ? ai->nodes : NULL; n;
@@ -1138,6 +1155,7 @@ static void tls_release(struct probe_run *run)
 		sk_X509_pop_free(p->conns[i].verified, X509_free);
 	}
 	xfree(p->conns);
+	dns_free(p->private_dns);	/* its queries were cancelled above */
 	xfree(p);
 	run->priv = NULL;
 }

@@ -51,6 +51,7 @@ struct tls_host {
 	unsigned port, priority, weight;
 	bool from_srv;
 	struct dns_query *q;
+	bool retried;		/* asked again once, on a private resolver */
 	struct sockaddr_storage addrs[TLS_ADDRS_MAX];
 	socklen_t addrlens[TLS_ADDRS_MAX];
 	size_t naddrs;
@@ -97,6 +98,7 @@ struct tls_probe {
 	const struct tls_module *m;
 	const struct tls_target *t;
 	struct dns_query *srvq;
+	struct dns *private_dns;	/* for a retry, see on_host_resolved */
 	struct tls_host hosts[TLS_HOSTS_MAX];
 	size_t nhosts;
 	size_t pending;		/* host lookups in flight */
