@@ -136,6 +136,8 @@ enum probe_fail crl_get_fail(const struct crl_get *g,
 		return PROBE_FAIL_EOF;
 	case FETCH_ERR_PROTOCOL:
 		return PROBE_FAIL_MALFORMED;
+	case FETCH_ERR_RESET:
+		return PROBE_FAIL_RESET;
 	case FETCH_ERR_LDAP_AUTH:
 	case FETCH_ERR_PERMISSION:
 		return PROBE_FAIL_PERMISSION;

@@ -66,6 +66,7 @@ const char *fetch_err_str(enum fetch_err e)
 		[FETCH_ERR_TLS] = "tls_error",
 		[FETCH_ERR_TRUNCATED] = "truncated",
 		[FETCH_ERR_PROTOCOL] = "protocol_error",
+		[FETCH_ERR_RESET] = "connection_reset",
 		[FETCH_ERR_LDAP] = "ldap_error",
 		[FETCH_ERR_LDAP_AUTH] = "ldap_bind_failed",
 		[FETCH_ERR_NOT_FOUND] = "not_found",
@@ -338,9 +339,13 @@ static enum fetch_err map_curl(const struct fetch *ft, CURLcode rc,
 		return FETCH_ERR_TLS;
 	case CURLE_PARTIAL_FILE:
 		return FETCH_ERR_TRUNCATED;
-	case CURLE_GOT_NOTHING:
 	case CURLE_RECV_ERROR:
 	case CURLE_SEND_ERROR:
+		/* "Recv failure: Connection reset by peer" */
+		if (strstr(ft->errbuf, "reset"))
+			return FETCH_ERR_RESET;
+		return FETCH_ERR_PROTOCOL;
+	case CURLE_GOT_NOTHING:
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_BAD_CONTENT_ENCODING:
 	case CURLE_HTTP2:
@@ -359,6 +364,12 @@ static enum fetch_err map_curl(const struct fetch *ft, CURLcode rc,
 	case CURLE_REMOTE_FILE_NOT_FOUND:
 		return FETCH_ERR_NOT_FOUND;
 	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* also what curl says of an answer that is not HTTP at all
+		 * ("Received HTTP/0.9 when not allowed"): the server's
+		 * fault, not a scheme this build lacks */
+		if (strstr(ft->errbuf, "HTTP/0.9"))
+			return FETCH_ERR_PROTOCOL;
+		return FETCH_ERR_UNSUPPORTED;
 	case CURLE_NOT_BUILT_IN:
 		return FETCH_ERR_UNSUPPORTED;
 	default:

@@ -32,6 +32,7 @@ enum fetch_err {
 	FETCH_ERR_TLS,
 	FETCH_ERR_TRUNCATED,	/* connection closed before the whole body */
 	FETCH_ERR_PROTOCOL,	/* garbled or empty answer */
+	FETCH_ERR_RESET,	/* the connection was reset */
 	FETCH_ERR_LDAP,		/* LDAP search failed */
 	FETCH_ERR_LDAP_AUTH,	/* LDAP bind refused */
 	FETCH_ERR_NOT_FOUND,	/* LDAP object or file not there */

@@ -970,7 +970,7 @@ class TestKnownIssues(unittest.TestCase):
 
 
 class TestKnownIssuesCrl(TestHostileCrl):
-    """Reasons of the crl prober that name the wrong culprit."""
+    """Reasons of the crl prober that once named the wrong culprit."""
 
     # only the checks below, on the same fixture
     test_scrape_on_time_and_clean = None
@@ -980,22 +980,16 @@ class TestKnownIssuesCrl(TestHostileCrl):
     test_peers_were_reached = None
     test_open_fds_back_to_idle_baseline = None
 
-    @unittest.expectedFailure
     def test_reply_that_is_not_http_is_not_internal(self):
-        """Known issue: a server answering bytes that are not HTTP (curl:
-        "unsupported protocol", HTTP/0.9 refused) ends with reason
-        internal_error, which blames the exporter; expected malformed (or
-        http_error). probes/crl: the map from the fetch reason
-        `unsupported` to the probe reason."""
+        """A server answering bytes that are not HTTP (curl: "unsupported
+        protocol", HTTP/0.9 refused) is the server's fault: malformed, not
+        internal_error."""
         labels = self.failure(self.m(), "crl", self.url["garbage"])
         self.assertIn(labels["reason"], {"malformed", "http_error"}, labels)
 
-    @unittest.expectedFailure
     def test_reset_is_connection_reset(self):
-        """Known issue: a connection reset after the request ends with
-        fetch reason protocol_error and probe reason malformed ("what came
-        back is not a valid CRL"), though nothing came back; expected
-        connection_reset, as for the tls prober."""
+        """A connection reset after the request is connection_reset, as for
+        the tls prober (not malformed: nothing came back)."""
         labels = self.failure(self.m(), "crl", self.url["reset"])
         self.assertEqual(labels["reason"], "connection_reset", labels)
 
