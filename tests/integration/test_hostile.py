@@ -296,7 +296,7 @@ class HostileCase(unittest.TestCase):
         self.assertEqual(labels["stage"], stage, "%s: %r" % (target, labels))
         self.assertIn(labels["reason"], reasons, "%s: %r" % (target, labels))
         d = m.value("pki_probe_duration_seconds", module=module, target=target)
-        self.assertLessEqual(d, MODULE_TIMEOUT + 0.5, "%s took %.2fs" % (target, d))
+        self.assertLessEqual(d, MODULE_TIMEOUT + 1.0, "%s took %.2fs" % (target, d))
 
     # -- the scrape as a whole ----------------------------------------------
 
@@ -767,7 +767,7 @@ class TestHostileCrl(unittest.TestCase):
         self.assertEqual(m.value("pki_probe_success", module=module, target=target), 0.0, target)
         labels, _ = m.one("pki_probe_failure_info", module=module, target=target)
         d = m.value("pki_probe_duration_seconds", module=module, target=target)
-        self.assertLessEqual(d, CRL_TIMEOUT + 0.5, "%s took %.2fs" % (target, d))
+        self.assertLessEqual(d, CRL_TIMEOUT + 1.0, "%s took %.2fs" % (target, d))
         return labels
 
     def test_scrape_on_time_and_clean(self):
