@@ -529,8 +529,14 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 			errbuf_add(eb, &p.knode, "modules: module name must be a non-empty string");
 			continue;
 		}
-		if (config_module(cfg, p.key))
-			continue;	/* reported by check_duplicate_keys */
+		if (config_module(cfg, p.key)) {
+			/* a repeated key is reported by check_duplicate_keys */
+			if (config_module(cfg, p.key)->from_stores)
+				errbuf_add(eb, &p.knode, "module '%s' is already "
+							 "a name in stores:",
+					   p.key);
+			continue;
+		}
 		if (!cfg_is_map(mn)) {
 			errbuf_add(eb, mn, "module '%s': expected a mapping",
 				   p.key);
@@ -579,6 +585,78 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 			m->ops->cfg_free(m->pcfg);
 			return -ENOMEM;
 		}
+		cfg->nmodules++;
+	}
+	return 0;
+}
+
+/* SPEC §4's shorthand: `stores: [ {name, path, role, ...} ]` is a store
+ * module called `name` with the one target `path`. The modules are made
+ * here, with the other modules; the targets later (add_store_targets). */
+static int parse_stores(const struct cfg_node *n, struct config *cfg,
+			struct errbuf *eb)
+{
+	const struct probe_ops *ops = probe_find("store");
+	size_t cap = 0;
+
+	if (!cfg_is_seq(n)) {
+		errbuf_add(eb, n, "stores: expected a list of {name, path, role}");
+		return -EINVAL;
+	}
+	if (cfg_len(n) && xgrow((void **)&cfg->modules, &cap,
+				cfg->nmodules + cfg_len(n),
+				sizeof(*cfg->modules)))
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg_len(n); i++) {
+		struct cfg_module *m = &cfg->modules[cfg->nmodules];
+		struct cfg_node e;
+		const char *name = NULL;
+		bool have_path = false;
+		int rc;
+
+		cfg_seq_item(n, i, &e);
+		if (!cfg_is_map(&e)) {
+			errbuf_add(eb, &e, "stores: each entry must be a mapping "
+					   "with name, path and role");
+			continue;
+		}
+		for (size_t k = 0; k < cfg_len(&e); k++) {
+			struct cfg_pair p;
+
+			cfg_map_pair(&e, k, &p);
+			if (strcmp(p.key, "name") == 0)
+				name = cfg_scalar(&p.vnode);
+			else if (strcmp(p.key, "path") == 0)
+				have_path = cfg_scalar(&p.vnode) != NULL;
+			else if (strcmp(p.key, "prober") == 0)
+				errbuf_add(eb, &p.knode, "stores: an entry is a "
+							 "store; no 'prober'");
+		}
+		if (!name || !*name || !have_path) {
+			errbuf_add(eb, &e, "stores: an entry needs 'name' and 'path'");
+			continue;
+		}
+		if (config_module(cfg, name)) {
+			errbuf_add(eb, &e, "stores: '%s' is already a module name",
+				   name);
+			continue;
+		}
+		memset(m, 0, sizeof(*m));
+		m->ops = ops;
+		m->timeout = cfg->global.scrape_timeout;
+		cfg->in_stores = true;
+		rc = ops->parse(&e, cfg, &m->pcfg, eb);
+		cfg->in_stores = false;
+		if (rc == -ENOMEM)
+			return rc;
+		if (rc)
+			continue;
+		m->name = xstrdup(name);
+		if (!m->name) {
+			ops->cfg_free(m->pcfg);
+			return -ENOMEM;
+		}
+		m->from_stores = true;
 		cfg->nmodules++;
 	}
 	return 0;
@@ -918,6 +996,37 @@ static void check_duplicate_keys(yaml_document_t *doc, yaml_node_t *y,
 	}
 }
 
+/* The `path` of each `stores:` entry whose module parse_stores made. */
+static int add_store_targets(const struct cfg_node *n, struct config *cfg,
+			     struct errbuf *eb)
+{
+	for (size_t i = 0; cfg_is_seq(n) && i < cfg_len(n); i++) {
+		const struct cfg_module *m = NULL;
+		struct cfg_node e, at = {0};
+		const char *path = NULL;
+		int rc;
+
+		cfg_seq_item(n, i, &e);
+		for (size_t k = 0; cfg_is_map(&e) && k < cfg_len(&e); k++) {
+			struct cfg_pair p;
+
+			cfg_map_pair(&e, k, &p);
+			if (strcmp(p.key, "name") == 0 && cfg_scalar(&p.vnode))
+				m = config_module(cfg, cfg_scalar(&p.vnode));
+			else if (strcmp(p.key, "path") == 0) {
+				path = cfg_scalar(&p.vnode);
+				at = p.vnode;
+			}
+		}
+		if (!m || !path || strcmp(m->ops->name, "store") != 0)
+			continue;	/* reported by parse_stores */
+		rc = add_target(cfg, &cfg->captargets, NULL, m, path, &at, eb);
+		if (rc == -ENOMEM)
+			return rc;
+	}
+	return 0;
+}
+
 int config_load(const char *file, struct config **out, struct errbuf *eb)
 {
 	size_t len = 0;
@@ -1027,6 +1136,9 @@ int config_load_text(const char *file, const char *text, size_t len,
 		if (strcmp(p.key, "modules") == 0 &&
 		    parse_modules(&p.vnode, cfg, eb) == -ENOMEM)
 			goto nomem;
+		if (strcmp(p.key, "stores") == 0 &&
+		    parse_stores(&p.vnode, cfg, eb) == -ENOMEM)
+			goto nomem;
 	}
 	for (size_t i = 0; i < cfg_len(&root); i++) {
 		struct cfg_pair p;
@@ -1035,6 +1147,11 @@ int config_load_text(const char *file, const char *text, size_t len,
 		if (strcmp(p.key, "global") == 0 ||
 		    strcmp(p.key, "modules") == 0)
 			continue;
+		if (strcmp(p.key, "stores") == 0) {
+			if (add_store_targets(&p.vnode, cfg, eb) == -ENOMEM)
+				goto nomem;
+			continue;
+		}
 		if (strcmp(p.key, "targets") == 0) {
 			if (parse_targets(&p.vnode, cfg, eb) == -ENOMEM)
 				goto nomem;

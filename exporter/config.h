@@ -96,6 +96,7 @@ struct cfg_module {
 	char *name;
 	const struct probe_ops *ops;
 	double timeout;		/* seconds */
+	bool from_stores;	/* made from a `stores:` entry */
 	void *pcfg;		/* owned, freed by ops->cfg_free */
 };
 
@@ -127,6 +128,9 @@ struct config {
 	struct cfg_target *targets;
 	size_t ntargets;
 	size_t captargets;
+	/* while a `stores:` entry is parsed as a store module: its `name`
+	 * and `path` keys belong to config.c (SPEC §4's shorthand) */
+	bool in_stores;
 	struct events_cfg *events;	/* `events:`, or NULL; owned */
 };
 

@@ -579,7 +579,9 @@ static int store_parse(const struct cfg_node *n, const struct config *cfg,
 
 		cfg_map_pair(n, i, &p);
 		if (strcmp(p.key, "prober") == 0 ||
-		    strcmp(p.key, "timeout") == 0) {
+		    strcmp(p.key, "timeout") == 0 ||
+		    (cfg->in_stores && (strcmp(p.key, "name") == 0 ||
+					strcmp(p.key, "path") == 0))) {
 			continue;	/* handled by config.c */
 		} else if (strcmp(p.key, "role") == 0) {
 			if (store_role_parse(cfg_scalar(&p.vnode), &m->role))

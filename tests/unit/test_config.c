@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "exporter/config.h"
+#include "probes/probe.h"
 #include "exporter/xalloc.h"
 
 static char dir[] = "/tmp/pki-config-test-XXXXXX";
@@ -219,6 +220,45 @@ static void test_errors_table(void **state)
 	}
 }
 
+/* SPEC §4's `stores:` shorthand: a store module per entry, its path the
+ * one target; mistakes are positioned like any other. */
+static void test_stores_section(void **state)
+{
+	struct config *cfg;
+	char *errs, *yaml;
+
+	(void)state;
+	yaml = xasprintf("modules: { m: { prober: tls } }\n"
+			 "stores:\n"
+			 "  - { name: root, path: %s, role: root }\n"
+			 "  - { name: inter, path: %s, role: intermediate, "
+			 "max_certificates: 50 }\n",
+			 dir, dir);
+	errs = load(yaml, &cfg);
+	free(yaml);
+	if (errs)
+		fail_msg("unexpected: %s", errs);
+	assert_int_equal(cfg->nmodules, 3);
+	assert_string_equal(cfg->modules[1].name, "root");
+	assert_string_equal(cfg->modules[1].ops->name, "store");
+	assert_int_equal(cfg->ntargets, 2);
+	assert_ptr_equal(cfg->targets[0].module, &cfg->modules[1]);
+	assert_string_equal(cfg->targets[1].name, dir);
+	config_free(cfg);
+
+	errs = load("stores:\n"
+		    "  - { name: a, role: root }\n"
+		    "  - { name: b, path: /x, role: nope }\n"
+		    "  - { name: c, path: /x, role: root, colour: red }\n"
+		    "modules: { a2: { prober: tls }, c: { prober: tls } }\n",
+		    NULL);
+	assert_non_null(errs);
+	assert_non_null(strstr(errs, ":2:5: stores: an entry needs 'name' and 'path'"));
+	assert_non_null(strstr(errs, ":3:32: role must be root, intermediate or personal"));
+	assert_non_null(strstr(errs, ":4:38: module: unknown key 'colour' for prober store"));
+	free(errs);
+}
+
 static void test_missing_file(void **state)
 {
 	struct config *cfg = NULL;
@@ -313,6 +353,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_good),
 		cmocka_unit_test(test_errors_table),
+		cmocka_unit_test(test_stores_section),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_durations),
