@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "exporter/config.h"
+#include "exporter/loop.h"
 #include "exporter/xalloc.h"
 #include "probes/x509/x509_metrics.h"
 
@@ -272,6 +273,13 @@ static int file_start(struct probe_run *run)
 		if (nread == FILE_MAX_FILES) {
 			/* reported, not silently cut */
 			fail = PROBE_FAIL_FILE;
+			break;
+		}
+		/* reads are synchronous: a slow share (or thousands of
+		 * PKCS#12 files) must still end at the deadline */
+		if (loop_now() >= run->deadline) {
+			fail = run->deadline_is_scrape ? PROBE_FAIL_DEADLINE
+						       : PROBE_FAIL_TIMEOUT;
 			break;
 		}
 		nread++;

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "exporter/config.h"
+#include "exporter/loop.h"
 #include "exporter/xalloc.h"
 #include "probes/file/file.h"
 #include "probes/x509/x509_metrics.h"
@@ -462,6 +463,10 @@ static int scan_dir(struct store_scan *s, const char *path, int64_t now)
 
 		if (!ents[i].use)
 			continue;
+		if (s->deadline && loop_now() >= s->deadline) {
+			s->cut = true;
+			break;
+		}
 		full = xasprintf("%s/%s", path, ents[i].name);
 		if (!full) {
 			rc = -ENOMEM;
@@ -519,13 +524,14 @@ static int finish(struct store_scan *s)
 }
 
 int store_scan(const char *path, enum store_role role, int64_t now,
-	       struct store_scan *s)
+	       int64_t deadline, struct store_scan *s)
 {
 	struct stat st;
 	int rc;
 
 	memset(s, 0, sizeof(*s));
 	s->role = role;
+	s->deadline = deadline;
 	if (stat(path, &st) == -1) {
 		s->fail = fail_of_errno(errno);
 		return 0;
@@ -699,13 +705,17 @@ static int store_start(struct probe_run *run)
 
 	run->priv = NULL;
 	run->stage = PROBE_STAGE_DONE;
-	rc = store_scan(t->path, m->role, (int64_t)time(NULL), &s);
+	rc = store_scan(t->path, m->role, (int64_t)time(NULL), run->deadline, &s);
 	if (rc) {
 		store_scan_cleanup(&s);
 		return rc;	/* the engine ends the run: internal_error */
 	}
-	/* a store that could not be opened has no counts to show */
-	if (s.fail == PROBE_OK || s.fail == PROBE_FAIL_FILE)
+	if (s.cut && s.fail == PROBE_OK)
+		s.fail = run->deadline_is_scrape ? PROBE_FAIL_DEADLINE
+						 : PROBE_FAIL_TIMEOUT;
+	/* a store that could not be opened has no counts to show; one cut
+	 * short shows what was read */
+	if (s.fail == PROBE_OK || s.fail == PROBE_FAIL_FILE || s.cut)
 		emit(run, m, &s);
 	probe_done(run, s.fail);
 	store_scan_cleanup(&s);
@@ -750,7 +760,7 @@ int store_check_report(const char *path, const char *role_s, FILE *out)
 			role_s ? role_s : "(none)");
 		return 2;
 	}
-	rc = store_scan(path, role, (int64_t)time(NULL), &s);
+	rc = store_scan(path, role, (int64_t)time(NULL), 0, &s);
 	if (rc) {
 		fprintf(out, "%s: out of memory\n", path);
 		store_scan_cleanup(&s);

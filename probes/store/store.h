@@ -79,13 +79,17 @@ struct store_scan {
 	uint64_t misplaced[STORE_REASON__COUNT];
 	uint64_t ca_names_bytes;	/* distinct CA certificates' subjects */
 	size_t unreadable;	/* files with err != OK */
+	int64_t deadline;	/* monotonic ns; 0 = none */
+	bool cut;		/* the deadline came before the last file */
 };
 
 /* Read the store at `path` with `role`, judging expiry at `now` (Unix
- * seconds). Fills `s` (always call store_scan_cleanup). Returns 0 (the
+ * seconds), stopping between files at `deadline` (loop_now() time, 0 for
+ * none: the reads are synchronous, and a slow share must not hold the
+ * scrape). Fills `s` (always call store_scan_cleanup). Returns 0 (the
  * outcome, good or bad, is in s->fail and the counts) or -ENOMEM. */
 int store_scan(const char *path, enum store_role role, int64_t now,
-	       struct store_scan *s);
+	       int64_t deadline, struct store_scan *s);
 void store_scan_cleanup(struct store_scan *s);
 
 /* For a person cleaning a store (`pki_exporter check --store DIR --role

@@ -77,7 +77,7 @@ static void scan(const char *rel, enum store_role role, struct store_scan *s)
 {
 	char *p = path(rel);
 
-	assert_int_equal(store_scan(p, role, (int64_t)time(NULL), s), 0);
+	assert_int_equal(store_scan(p, role, (int64_t)time(NULL), 0, s), 0);
 	xfree(p);
 }
 
@@ -465,7 +465,7 @@ static void test_alloc_failures(void **state)
 		int rc;
 
 		xalloc_fail_after(n);
-		rc = store_scan(p, STORE_ROLE_ROOT, (int64_t)time(NULL), &s);
+		rc = store_scan(p, STORE_ROLE_ROOT, (int64_t)time(NULL), 0, &s);
 		xalloc_fail_after(0);
 		if (rc == 0) {
 			/* enough allocations succeeded: the full answer */
@@ -481,6 +481,29 @@ static void test_alloc_failures(void **state)
 	xfree(p);
 }
 
+/* The reads are synchronous: a deadline already past stops the scan
+ * between files, and the caller learns it was cut. */
+static void test_deadline_cuts_scan(void **state)
+{
+	struct store_scan s;
+	char *p = xasprintf("%s/root", dir);
+
+	(void)state;
+	assert_int_equal(store_scan(p, STORE_ROLE_ROOT, (int64_t)time(NULL), 1,
+				    &s),
+			 0);
+	assert_true(s.cut);
+	assert_int_equal(s.ncerts, 0);
+	store_scan_cleanup(&s);
+	assert_int_equal(store_scan(p, STORE_ROLE_ROOT, (int64_t)time(NULL), 0,
+				    &s),
+			 0);
+	assert_false(s.cut);
+	assert_true(s.ncerts > 0);
+	store_scan_cleanup(&s);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_150_roots),
 		cmocka_unit_test(test_not_found),
 		cmocka_unit_test(test_check_report),
+		cmocka_unit_test(test_deadline_cuts_scan),
 		cmocka_unit_test(test_config),
 		cmocka_unit_test(test_alloc_failures),
 	};
