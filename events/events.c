@@ -480,6 +480,7 @@ static void *thread_main(void *arg)
 	save_state(ev);
 	apply(ev, NULL);
 	free_dead(ev);
+	ev_json_thread_cleanup();
 	/* nobody waits for a switch any more */
 	pthread_mutex_lock(&ev->ctl);
 	ev->done = ev->req;

@@ -157,6 +157,8 @@ pcre2_match_context *ev_pcre2_mctx(void);
 pcre2_code *ev_regex_compile(const char *src, char *err, size_t errlen);
 /* Route jansson's allocations through xalloc (once per process). */
 void ev_json_init(void);
+/* Free the calling thread's JSON arena (at the end of the events thread). */
+void ev_json_thread_cleanup(void);
 
 /* ---- one parsed event ---- */
 
