@@ -92,12 +92,12 @@ bool tls_revoc_begin(struct tls_probe *p, void (*done)(void *arg))
 
 	if (p->revoc)
 		return false;
-	/* every run's CA certificates, revocation or not: the crl probe
-	 * verifies CRL signatures with them */
-	for (size_t k = 0; k < p->nconns; k++) {
-		pool_cas(p->conns[k].sent);
+	/* every run's trusted CA certificates, revocation or not: the crl
+	 * probe verifies CRL signatures with them. Only verified chains: a
+	 * CA certificate a server merely sent could be anybody's, and with
+	 * it a forged CRL would read as validly signed. */
+	for (size_t k = 0; k < p->nconns; k++)
 		pool_cas(p->conns[k].verified);
-	}
 	if (!rc)
 		return false;
 	r = revoc_new(p->run, rc);
