@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "exporter/config.h"
 #include "probes/probe.h"
 #include "exporter/xalloc.h"
@@ -19,27 +21,18 @@ static char dir[] = "/tmp/pki-config-test-XXXXXX";
 static int setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
+	return tu_mkdir(dir);
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmdir(dir);
 }
 
 static char *write_file(const char *name, const char *text)
 {
-	char *path = xasprintf("%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
+	return tu_write_file(dir, name, text);
 }
 
 /* Load `yaml`; return the error text (caller frees) or NULL on success. */

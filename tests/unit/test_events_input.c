@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "events/events.h"
 #include "exporter/config.h"
 #include "exporter/expo.h"
@@ -30,16 +32,13 @@ static char dir[] = "/tmp/pki-events-input-XXXXXX";
 static int setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
+	return tu_mkdir(dir);
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmdir(dir);
 }
 
 static char *path_of(const char *name)

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "events/events_int.h"
 #include "exporter/config.h"
 #include "exporter/expo.h"
@@ -23,27 +25,18 @@ static char dir[] = "/tmp/pki-events-rules-XXXXXX";
 static int setup(void **state)
 {
 	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
+	return tu_mkdir(dir);
 }
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmdir(dir);
 }
 
 static char *write_file(const char *name, const char *text)
 {
-	char *path = xasprintf("%s/%s", dir, name);
-	FILE *f = fopen(path, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	return path;
+	return tu_write_file(dir, name, text);
 }
 
 /* Load yaml as c.yml in dir; NULL and *cfgp on success, else the errors

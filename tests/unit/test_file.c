@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "exporter/xalloc.h"
 #include "probes/file/file.h"
 #include "probes/x509/x509.h"
@@ -43,11 +45,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmdir(dir);
 }
 
 /* ---- formats and errors ---- */

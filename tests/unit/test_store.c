@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "exporter/config.h"
 #include "exporter/xalloc.h"
 #include "probes/store/store.h"
@@ -20,27 +22,7 @@
 static char dir[] = "/tmp/pki-store-test-XXXXXX";
 static char src[1024];
 
-/* Run a shell command, return its stdout with the trailing newline cut. */
-static char *run(const char *fmt, ...)
-{
-	char cmd[4096], out[16384];
-	va_list ap;
-	FILE *p;
-	size_t n;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = '\0';
-	if (pclose(p) != 0)
-		fail_msg("command failed: %s", cmd);
-	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-		out[--n] = '\0';
-	return xstrdup(out);
-}
+#define run tu_run
 
 static int setup(void **state)
 {
@@ -58,11 +40,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[256];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tu_rmdir(dir);
 }
 
 static char *path(const char *rel)
