@@ -278,14 +278,10 @@ void app_emit_self(struct app *a, struct expo_set *out)
 	events_emit(ev, out);
 	cfg = app_get(a);
 	if (cfg) {
-		for (size_t m = 0; m < cfg->nmodules; m++) {
-			size_t n = 0;
-
-			for (size_t t = 0; t < cfg->ntargets; t++)
-				n += cfg->targets[t].module == &cfg->modules[m];
-			expo_add(out, &M_TARGETS, 0, (double)n, "module",
+		for (size_t m = 0; m < cfg->nmodules; m++)
+			expo_add(out, &M_TARGETS, 0,
+				 (double)cfg->modules[m].ntargets, "module",
 				 cfg->modules[m].name, NULL);
-		}
 		for (size_t i = 0; i < cfg->ntfiles; i++) {
 			const struct cfg_targets_file *tf = &cfg->tfiles[i];
 			const char *mod = tf->module ? tf->module->name : "";

@@ -752,6 +752,7 @@ static int add_target(struct config *cfg, size_t *cap,
 		return -ENOMEM;
 	}
 	cfg->ntargets++;
+	((struct cfg_module *)m)->ntargets++;	/* modules are ours here */
 	if (slot) {
 		*slot = cfg->ntargets;
 		seen->n++;

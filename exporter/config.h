@@ -97,6 +97,7 @@ struct cfg_module {
 	const struct probe_ops *ops;
 	double timeout;		/* seconds */
 	bool from_stores;	/* made from a `stores:` entry */
+	size_t ntargets;	/* targets of this module, counted at load */
 	void *pcfg;		/* owned, freed by ops->cfg_free */
 };
 

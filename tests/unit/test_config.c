@@ -98,6 +98,9 @@ static void test_good(void **state)
 	/* a module without timeout inherits scrape_timeout */
 	assert_true(cfg->modules[1].timeout == 90);
 	assert_int_equal(cfg->ntargets, 4);
+	/* counted at load for pki_exporter_targets */
+	assert_int_equal(cfg->modules[0].ntargets, 3);
+	assert_int_equal(cfg->modules[1].ntargets, 1);
 	assert_string_equal(cfg->targets[1].name, "[::1]:5061");
 	assert_ptr_equal(config_target(cfg, "sys", "b.example:636"),
 			 &cfg->targets[3]);
