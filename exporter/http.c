@@ -82,7 +82,10 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status,
 	return respond(c, status, CT_PLAIN, body, len);
 }
 
-double http_scrape_budget(const char *header, double configured)
+/* Seconds a scrape may take given the Prometheus header (may be NULL)
+ * and the configured scrape_timeout (tests/integration/test_core.py
+ * TestScrapeDeadline drives it through real headers). */
+static double http_scrape_budget(const char *header, double configured)
 {
 	double t = configured;
 

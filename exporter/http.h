@@ -15,8 +15,4 @@ int http_start(struct app *a, const char *addr, struct web_config *wc,
 	       struct http **out);
 void http_stop(struct http *h);
 
-/* Seconds a scrape may take given the Prometheus header (may be NULL)
- * and the configured scrape_timeout. Exposed for tests. */
-double http_scrape_budget(const char *header, double configured);
-
 #endif
