@@ -12,11 +12,12 @@
 #include "loop.h"
 #include "probes/dns/dns.h"
 #include "probes/http/fetch.h"
+#include "probes/libctx.h"
 #include "probes/probe.h"
 #include "xalloc.h"
 
 #define SCRAPE_MAX_RESOLVERS 16
-#define SCRAPE_MAX_SHARDS 8
+#define SCRAPE_MAX_SHARDS LIBCTX_MAX
 #define SCRAPE_RETRY_NS (5 * 1000000LL)	/* waiting for a global slot */
 #define SCRAPE_MIN_PER_SHARD 16	/* targets that make a thread worth it */
 
@@ -400,6 +401,7 @@ static void fill(struct scrape *s)
 struct shard {
 	pthread_t thread;
 	bool threaded;	/* thread was started */
+	unsigned index;	/* 0..: selects per-thread state (probes/libctx.c) */
 	const struct config *cfg;
 	const size_t *targets;	/* every `stride`-th from `first` */
 	size_t first, stride, n;
@@ -450,6 +452,7 @@ static void *shard_main(void *arg)
 		run->order = (uint32_t)t;
 		run->scrape = &s;
 		run->observer = sh->obs;
+		run->shard = sh->index;
 		loop_timer_init(&run->timer, run_on_timer, run);
 	}
 
@@ -547,6 +550,7 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 	pthread_mutex_init(&claims.mu, NULL);
 	for (size_t i = 0; i < w; i++) {
 		sh[i].cfg = cfg;
+		sh[i].index = (unsigned)i;
 		sh[i].targets = targets;
 		sh[i].first = i;
 		sh[i].stride = w;

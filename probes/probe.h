@@ -86,6 +86,8 @@ struct probe_run {
 	bool done;
 	void *priv;		/* the probe's own state */
 	const struct probe_observer *observer;	/* may be NULL */
+	unsigned shard;		/* which scrape thread runs it (0..): for
+				 * per-thread state, probes/libctx.c */
 	struct scrape *scrape;	/* engine-private */
 	struct loop_timer timer;	/* engine-private: the deadline */
 	struct probe_run *next;	/* engine-private: queue link */

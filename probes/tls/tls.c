@@ -108,7 +108,8 @@ static void tls_cfg_free(void *p)
 	if (!m)
 		return;
 	tls_verify_cache_free(m);
-	SSL_CTX_free(m->ctx);
+	for (unsigned k = 0; k < m->nctx; k++)
+		SSL_CTX_free(m->ctx[k]);
 	X509_STORE_free(m->roots);
 	xfree(m->srv);
 	xfree(m->dns_csv);
@@ -227,60 +228,90 @@ static int make_roots(struct tls_module *m, struct errbuf *eb,
 	return 0;
 }
 
-static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
-			struct errbuf *eb)
+/* One SSL context with the module's settings and client certificate, in
+ * library context lib. */
+static SSL_CTX *ctx_new(const struct cfg_node *at, struct tls_module *m,
+			OSSL_LIB_CTX *lib, struct errbuf *eb)
 {
+	SSL_CTX *ctx = SSL_CTX_new_ex(lib, NULL, TLS_client_method());
 	char e[256];
 
-	m->ctx = SSL_CTX_new(TLS_client_method());
-	if (!m->ctx) {
+	if (!ctx) {
 		errbuf_add(eb, at, "tls: cannot create SSL context: %s",
 			   ssl_errstr(e, sizeof(e)));
-		return -ENOMEM;
+		return NULL;
 	}
 	/* Level 0 and every protocol version: the point is to *see* weak
 	 * certificates and old servers and report them, not to refuse
 	 * them. Verification results are reported, never enforced. */
-	SSL_CTX_set_security_level(m->ctx, 0);
-	SSL_CTX_set_min_proto_version(m->ctx, 0);
-	SSL_CTX_set_verify(m->ctx, SSL_VERIFY_NONE, NULL);
-	SSL_CTX_set_session_cache_mode(m->ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_options(m->ctx, SSL_OP_NO_TICKET);
-	SSL_CTX_set_cert_cb(m->ctx, on_cert_request, NULL);
-	if (tls_verify_cache_install(m)) {
-		errbuf_add(eb, at, "out of memory");
-		return -ENOMEM;
+	SSL_CTX_set_security_level(ctx, 0);
+	SSL_CTX_set_min_proto_version(ctx, 0);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_cert_cb(ctx, on_cert_request, NULL);
+	if (!m->client_cert)
+		return ctx;
+	if (SSL_CTX_use_certificate_chain_file(ctx, m->client_cert) != 1) {
+		errbuf_add(eb, at, "tls: cannot load client_cert '%s': %s",
+			   m->client_cert, ssl_errstr(e, sizeof(e)));
+	} else if (SSL_CTX_use_PrivateKey_file(ctx, m->client_key,
+					       SSL_FILETYPE_PEM) != 1 ||
+		   SSL_CTX_check_private_key(ctx) != 1) {
+		errbuf_add(eb, at, "tls: cannot use client_key '%s': %s",
+			   m->client_key, ssl_errstr(e, sizeof(e)));
+	} else {
+		return ctx;
 	}
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* The module's SSL contexts: one per scrape shard, each in the shard's
+ * OpenSSL library context (probes/libctx.c), all sharing the trust store
+ * loaded once into the first. */
+static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
+			struct errbuf *eb)
+{
+	unsigned n = libctx_shards();
+	char e[256];
+
+	if (!m->client_cert != !m->client_key) {
+		errbuf_add(eb, at, "tls: client_cert and client_key go together");
+		return -EINVAL;
+	}
+	m->ctx[0] = ctx_new(at, m, NULL, eb);
+	if (!m->ctx[0])
+		return -EINVAL;
+	m->nctx = 1;
 	if (m->ca_file) {
-		if (!SSL_CTX_load_verify_locations(m->ctx, m->ca_file, NULL)) {
+		if (!SSL_CTX_load_verify_locations(m->ctx[0], m->ca_file, NULL)) {
 			errbuf_add(eb, at, "tls: cannot load ca_file '%s': %s",
 				   m->ca_file, ssl_errstr(e, sizeof(e)));
 			return -EINVAL;
 		}
 		if (make_roots(m, eb, at))
 			return -ENOMEM;
-	} else if (!SSL_CTX_set_default_verify_paths(m->ctx)) {
+	} else if (!SSL_CTX_set_default_verify_paths(m->ctx[0])) {
 		errbuf_add(eb, at, "tls: cannot load the system trust store: %s",
 			   ssl_errstr(e, sizeof(e)));
 		return -EINVAL;
 	}
-	if (!m->client_cert != !m->client_key) {
-		errbuf_add(eb, at, "tls: client_cert and client_key go together");
-		return -EINVAL;
+	for (unsigned k = 1; k < n; k++) {
+		OSSL_LIB_CTX *lib = libctx_for_shard(k);
+		SSL_CTX *ctx;
+
+		if (!lib)
+			break;	/* shards from here on share the last context */
+		ctx = ctx_new(at, m, lib, eb);
+		if (!ctx)
+			return -EINVAL;
+		m->ctx[m->nctx++] = ctx;
+		SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(m->ctx[0]));
 	}
-	if (m->client_cert) {
-		if (SSL_CTX_use_certificate_chain_file(m->ctx, m->client_cert) != 1) {
-			errbuf_add(eb, at, "tls: cannot load client_cert '%s': %s",
-				   m->client_cert, ssl_errstr(e, sizeof(e)));
-			return -EINVAL;
-		}
-		if (SSL_CTX_use_PrivateKey_file(m->ctx, m->client_key,
-						SSL_FILETYPE_PEM) != 1 ||
-		    SSL_CTX_check_private_key(m->ctx) != 1) {
-			errbuf_add(eb, at, "tls: cannot use client_key '%s': %s",
-				   m->client_key, ssl_errstr(e, sizeof(e)));
-			return -EINVAL;
-		}
+	if (tls_verify_cache_install(m)) {
+		errbuf_add(eb, at, "out of memory");
+		return -ENOMEM;
 	}
 	return 0;
 }
@@ -683,7 +714,8 @@ static void conn_begin_tls(struct tls_conn *c)
 	c->stage = PROBE_STAGE_HANDSHAKE;
 	if (p->run->stage < PROBE_STAGE_HANDSHAKE)
 		p->run->stage = PROBE_STAGE_HANDSHAKE;
-	c->ssl = SSL_new(p->m->ctx);
+	c->ssl = SSL_new(p->m->ctx[p->run->shard < p->m->nctx ?
+					p->run->shard : p->m->nctx - 1]);
 	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
 		conn_end(c, PROBE_FAIL_INTERNAL);
 		return;

@@ -11,6 +11,7 @@
 
 #include <openssl/ssl.h>
 
+#include "probes/libctx.h"
 #include "probes/probe.h"
 #include "probes/tls/starttls.h"
 
@@ -18,7 +19,10 @@
 #define TLS_ADDRS_MAX 16	/* addresses per host */
 
 struct tls_module {
-	SSL_CTX *ctx;		/* one per module: trust store loaded once */
+	/* One per scrape shard, each in its shard's library context
+	 * (probes/libctx.c); all share the trust store, loaded once. */
+	SSL_CTX *ctx[LIBCTX_MAX];
+	unsigned nctx;
 	/* Self-signed anchors only, to tell whether a chain is complete as
 	 * sent; NULL when the verification store holds nothing else. */
 	X509_STORE *roots;
