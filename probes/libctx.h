@@ -1,4 +1,5 @@
-/* OpenSSL library contexts per scrape shard (see libctx.c). */
+/* OpenSSL library contexts for the TLS handshakes of each scrape shard
+ * (see libctx.c for why). */
 #ifndef PKI_LIBCTX_H
 #define PKI_LIBCTX_H
 
@@ -10,9 +11,11 @@
  * most LIBCTX_MAX. */
 unsigned libctx_shards(void);
 
-/* The library context for shard k: NULL (OpenSSL's default context) for
- * shard 0, a private one created on first use for the others; NULL also
- * when one cannot be made (the default context works, only slower). */
+/* The library context for the TLS handshakes of shard k, created on
+ * first use: the default provider behind a wrapper that offers only the
+ * decoders a handshake needs. NULL when one cannot be made (then the
+ * default context serves, only slower). Private keys and PEM files cannot
+ * be read in it: load those in the default context. */
 OSSL_LIB_CTX *libctx_for_shard(unsigned k);
 
 /* Free the private contexts (registered with atexit on first use, so

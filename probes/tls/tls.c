@@ -110,6 +110,7 @@ static void tls_cfg_free(void *p)
 	tls_verify_cache_free(m);
 	for (unsigned k = 0; k < m->nctx; k++)
 		SSL_CTX_free(m->ctx[k]);
+	SSL_CTX_free(m->base);
 	X509_STORE_free(m->roots);
 	xfree(m->srv);
 	xfree(m->dns_csv);
@@ -228,10 +229,9 @@ static int make_roots(struct tls_module *m, struct errbuf *eb,
 	return 0;
 }
 
-/* One SSL context with the module's settings and client certificate, in
- * library context lib. */
-static SSL_CTX *ctx_new(const struct cfg_node *at, struct tls_module *m,
-			OSSL_LIB_CTX *lib, struct errbuf *eb)
+/* One SSL context with the module's settings, in library context lib. */
+static SSL_CTX *ctx_new(const struct cfg_node *at, OSSL_LIB_CTX *lib,
+			struct errbuf *eb)
 {
 	SSL_CTX *ctx = SSL_CTX_new_ex(lib, NULL, TLS_client_method());
 	char e[256];
@@ -249,71 +249,108 @@ static SSL_CTX *ctx_new(const struct cfg_node *at, struct tls_module *m,
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+	/* A probe mostly waits for the peer: no 2 x 17 KiB of record
+	 * buffers held while it does. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_cert_cb(ctx, on_cert_request, NULL);
-	if (!m->client_cert)
-		return ctx;
-	if (SSL_CTX_use_certificate_chain_file(ctx, m->client_cert) != 1) {
-		errbuf_add(eb, at, "tls: cannot load client_cert '%s': %s",
-			   m->client_cert, ssl_errstr(e, sizeof(e)));
-	} else if (SSL_CTX_use_PrivateKey_file(ctx, m->client_key,
-					       SSL_FILETYPE_PEM) != 1 ||
-		   SSL_CTX_check_private_key(ctx) != 1) {
-		errbuf_add(eb, at, "tls: cannot use client_key '%s': %s",
-			   m->client_key, ssl_errstr(e, sizeof(e)));
-	} else {
-		return ctx;
-	}
-	SSL_CTX_free(ctx);
-	return NULL;
+	return ctx;
 }
 
-/* The module's SSL contexts: one per scrape shard, each in the shard's
- * OpenSSL library context (probes/libctx.c), all sharing the trust store
- * loaded once into the first. */
-static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
-			struct errbuf *eb)
+/* The trust store and client credentials, read once into m->base (in the
+ * default library context: the shard contexts cannot read PEM keys). */
+static int load_base(const struct cfg_node *at, struct tls_module *m,
+		     struct errbuf *eb)
 {
-	unsigned n = libctx_shards();
 	char e[256];
 
-	if (!m->client_cert != !m->client_key) {
-		errbuf_add(eb, at, "tls: client_cert and client_key go together");
-		return -EINVAL;
-	}
-	m->ctx[0] = ctx_new(at, m, NULL, eb);
-	if (!m->ctx[0])
-		return -EINVAL;
-	m->nctx = 1;
+	m->base = ctx_new(at, NULL, eb);
+	if (!m->base)
+		return -ENOMEM;
 	if (m->ca_file) {
-		if (!SSL_CTX_load_verify_locations(m->ctx[0], m->ca_file, NULL)) {
+		if (!SSL_CTX_load_verify_locations(m->base, m->ca_file, NULL)) {
 			errbuf_add(eb, at, "tls: cannot load ca_file '%s': %s",
 				   m->ca_file, ssl_errstr(e, sizeof(e)));
 			return -EINVAL;
 		}
 		if (make_roots(m, eb, at))
 			return -ENOMEM;
-	} else if (!SSL_CTX_set_default_verify_paths(m->ctx[0])) {
+	} else if (!SSL_CTX_set_default_verify_paths(m->base)) {
 		errbuf_add(eb, at, "tls: cannot load the system trust store: %s",
 			   ssl_errstr(e, sizeof(e)));
 		return -EINVAL;
 	}
-	for (unsigned k = 1; k < n; k++) {
+	if (!m->client_cert)
+		return 0;
+	if (SSL_CTX_use_certificate_chain_file(m->base, m->client_cert) != 1) {
+		errbuf_add(eb, at, "tls: cannot load client_cert '%s': %s",
+			   m->client_cert, ssl_errstr(e, sizeof(e)));
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(m->base, m->client_key,
+					SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(m->base) != 1) {
+		errbuf_add(eb, at, "tls: cannot use client_key '%s': %s",
+			   m->client_key, ssl_errstr(e, sizeof(e)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The module's SSL contexts: one per scrape shard, each in the shard's
+ * library context (probes/libctx.c), sharing the trust store and client
+ * credentials of m->base. */
+static int tls_make_ctx(const struct cfg_node *at, struct tls_module *m,
+			struct errbuf *eb)
+{
+	unsigned n = libctx_shards();
+	int rc;
+
+	if (!m->client_cert != !m->client_key) {
+		errbuf_add(eb, at, "tls: client_cert and client_key go together");
+		return -EINVAL;
+	}
+	rc = load_base(at, m, eb);
+	if (rc)
+		return rc;
+	for (unsigned k = 0; k < n; k++) {
 		OSSL_LIB_CTX *lib = libctx_for_shard(k);
+		STACK_OF(X509) *chain = NULL;
 		SSL_CTX *ctx;
 
 		if (!lib)
-			break;	/* shards from here on share the last context */
-		ctx = ctx_new(at, m, lib, eb);
+			break;	/* the shards from here on share the last */
+		ctx = ctx_new(at, lib, eb);
 		if (!ctx)
-			return -EINVAL;
+			return -ENOMEM;
 		m->ctx[m->nctx++] = ctx;
-		SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(m->ctx[0]));
+		SSL_CTX_set1_cert_store(ctx, SSL_CTX_get_cert_store(m->base));
+		if (m->client_cert &&
+		    (!SSL_CTX_get0_chain_certs(m->base, &chain) ||
+		     SSL_CTX_use_cert_and_key(ctx,
+					      SSL_CTX_get0_certificate(m->base),
+					      SSL_CTX_get0_privatekey(m->base),
+					      chain, 1) != 1)) {
+			errbuf_add(eb, at, "tls: cannot use client_cert '%s'",
+				   m->client_cert);
+			return -EINVAL;
+		}
 	}
 	if (tls_verify_cache_install(m)) {
 		errbuf_add(eb, at, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/* The SSL context for a run: its shard's, or the base one when no shard
+ * context could be made. */
+static SSL_CTX *ctx_for(const struct tls_probe *p)
+{
+	const struct tls_module *m = p->m;
+
+	if (!m->nctx)
+		return m->base;
+	return m->ctx[p->run->shard < m->nctx ? p->run->shard : m->nctx - 1];
 }
 
 static void parse_module_key(const struct cfg_pair *p,
@@ -714,8 +751,7 @@ static void conn_begin_tls(struct tls_conn *c)
 	c->stage = PROBE_STAGE_HANDSHAKE;
 	if (p->run->stage < PROBE_STAGE_HANDSHAKE)
 		p->run->stage = PROBE_STAGE_HANDSHAKE;
-	c->ssl = SSL_new(p->m->ctx[p->run->shard < p->m->nctx ?
-					p->run->shard : p->m->nctx - 1]);
+	c->ssl = SSL_new(ctx_for(p));
 	if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
 		conn_end(c, PROBE_FAIL_INTERNAL);
 		return;

@@ -19,8 +19,10 @@
 #define TLS_ADDRS_MAX 16	/* addresses per host */
 
 struct tls_module {
-	/* One per scrape shard, each in its shard's library context
-	 * (probes/libctx.c); all share the trust store, loaded once. */
+	/* Trust store and client credentials, loaded once in the default
+	 * library context; the handshakes run in ctx[shard], one per scrape
+	 * shard in its own library context (probes/libctx.c), sharing them. */
+	SSL_CTX *base;
 	SSL_CTX *ctx[LIBCTX_MAX];
 	unsigned nctx;
 	/* Self-signed anchors only, to tell whether a chain is complete as

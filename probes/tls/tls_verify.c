@@ -354,6 +354,7 @@ int tls_verify_cache_install(struct tls_module *m)
 	if (!vc)
 		return -ENOMEM;
 	m->verify_cache = vc;
+	SSL_CTX_set_cert_verify_callback(m->base, verify_cb, vc);
 	for (unsigned k = 0; k < m->nctx; k++)
 		SSL_CTX_set_cert_verify_callback(m->ctx[k], verify_cb, vc);
 	return 0;
