@@ -1084,7 +1084,14 @@ static void on_srv(void *arg, int status, const struct dns_srv *recs,
 		probe_done(p->run, ares_fail(status));
 		return;
 	}
-	for (size_t i = 0; i < n && p->nhosts < TLS_HOSTS_MAX; i++) {
+	if (n > TLS_HOSTS_MAX)
+		n = TLS_HOSTS_MAX;
+	p->hosts = xcalloc(n ? n : 1, sizeof(*p->hosts));
+	if (!p->hosts) {
+		probe_done(p->run, PROBE_FAIL_INTERNAL);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
 		struct tls_host *h = &p->hosts[p->nhosts++];
 
 		h->p = p;
@@ -1117,6 +1124,9 @@ static int tls_start(struct probe_run *run)
 			return -ENOMEM;
 		return dns_resolve_srv(d, t->srv_name, on_srv, p, &p->srvq);
 	}
+	p->hosts = xcalloc(1, sizeof(*p->hosts));
+	if (!p->hosts)
+		return -ENOMEM;
 	p->nhosts = 1;
 	p->hosts[0].p = p;
 	snprintf(p->hosts[0].name, sizeof(p->hosts[0].name), "%s", t->host);
@@ -1223,6 +1233,7 @@ static void tls_release(struct probe_run *run)
 		sk_X509_pop_free(p->conns[i].verified, X509_free);
 	}
 	xfree(p->conns);
+	xfree(p->hosts);
 	dns_free(p->private_dns);	/* its queries were cancelled above */
 	xfree(p);
 	run->priv = NULL;

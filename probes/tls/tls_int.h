@@ -105,7 +105,8 @@ struct tls_probe {
 	const struct tls_target *t;
 	struct dns_query *srvq;
 	struct dns *private_dns;	/* for a retry, see on_host_resolved */
-	struct tls_host hosts[TLS_HOSTS_MAX];
+	struct tls_host *hosts;	/* nhosts of them: 1, or one per SRV record
+				 * (at most TLS_HOSTS_MAX); ~2.4 KiB each */
 	size_t nhosts;
 	size_t pending;		/* host lookups in flight */
 	struct tls_conn *conns;
