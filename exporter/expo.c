@@ -275,39 +275,124 @@ static int cmp_sample(const void *a, const void *b)
 	return 0;
 }
 
-int expo_render(struct expo_set *set, struct buf *out)
+/* A family is spent once written: its samples go at once, so a scrape
+ * that streams its body gives memory back while it is being read. */
+static void family_spent(struct expo_family *f)
 {
+	for (size_t j = 0; j < f->n; j++)
+		xfree(f->samples[j].labels);
+	xfree(f->samples);
+	f->samples = NULL;
+	f->n = 0;
+	f->cap = 0;
+}
+
+/* Append whole lines of the text to `out` from where `st` stands until
+ * out holds at least `want` bytes or the set is spent. expo_render and
+ * expo_stream_read both go through here, so their bytes cannot differ. */
+static int render_some(struct expo_stream *st, struct buf *out, size_t want)
+{
+	struct expo_set *set = st->set;
 	char val[64];
 
 	if (set->err)
 		return set->err;
-	if (set->nfam)
-		qsort(set->fams, set->nfam, sizeof(*set->fams), cmp_family);
-	for (size_t i = 0; i < set->nfam; i++) {
-		struct expo_family *f = &set->fams[i];
+	if (!st->sorted) {
+		if (set->nfam)
+			qsort(set->fams, set->nfam, sizeof(*set->fams),
+			      cmp_family);
+		st->sorted = true;
+	}
+	while (st->fam < set->nfam && out->len < want && !out->err) {
+		struct expo_family *f = &set->fams[st->fam];
+		struct expo_sample *s;
 
-		if (f->n == 0)
+		if (st->sample == f->n) {
+			/* an empty family gets no HELP or TYPE either */
+			family_spent(f);
+			st->fam++;
+			st->sample = 0;
+			st->head = false;
 			continue;
-		qsort(f->samples, f->n, sizeof(*f->samples), cmp_sample);
-		buf_printf(out, "# HELP %s ", f->desc->name);
-		expo_escape_help(out, f->desc->help);
-		buf_printf(out, "\n# TYPE %s %s\n", f->desc->name,
-			   metric_type_str(f->desc->type));
-		for (size_t j = 0; j < f->n; j++) {
-			expo_format_value(val, sizeof(val), f->samples[j].value);
-			buf_puts(out, f->desc->name);
-			buf_puts(out, f->samples[j].labels);
-			buf_putc(out, ' ');
-			buf_puts(out, val);
-			buf_putc(out, '\n');
-			/* the set is spent as it is written: with 100k series
-			 * holding labels and body at once doubles the peak */
-			xfree(f->samples[j].labels);
-			f->samples[j].labels = NULL;
 		}
-		f->n = 0;
-		if (out->err)
-			return out->err;
+		if (!st->head) {
+			qsort(f->samples, f->n, sizeof(*f->samples),
+			      cmp_sample);
+			buf_printf(out, "# HELP %s ", f->desc->name);
+			expo_escape_help(out, f->desc->help);
+			buf_printf(out, "\n# TYPE %s %s\n", f->desc->name,
+				   metric_type_str(f->desc->type));
+			st->head = true;
+			continue;
+		}
+		s = &f->samples[st->sample++];
+		expo_format_value(val, sizeof(val), s->value);
+		buf_puts(out, f->desc->name);
+		buf_puts(out, s->labels);
+		buf_putc(out, ' ');
+		buf_puts(out, val);
+		buf_putc(out, '\n');
+		/* the set is spent as it is written: with 100k series
+		 * holding labels and body at once doubles the peak */
+		xfree(s->labels);
+		s->labels = NULL;
 	}
 	return out->err;
+}
+
+int expo_render(struct expo_set *set, struct buf *out)
+{
+	struct expo_stream st;
+	int rc;
+
+	expo_stream_init(&st, set, 0);
+	rc = render_some(&st, out, SIZE_MAX);
+	expo_stream_cleanup(&st);
+	return rc;
+}
+
+void expo_stream_init(struct expo_stream *st, struct expo_set *set,
+		      size_t chunk)
+{
+	memset(st, 0, sizeof(*st));
+	st->set = set;
+	st->chunk = chunk ? chunk : 1;
+	/* a render stops after the line that reaches `chunk`, and no line
+	 * is longer than the labels the set's own cap lets in */
+	buf_init(&st->pending, set->max_bytes > SIZE_MAX / 2 - st->chunk
+				       ? SIZE_MAX / 2
+				       : set->max_bytes + st->chunk + 4096);
+}
+
+void expo_stream_cleanup(struct expo_stream *st)
+{
+	buf_cleanup(&st->pending);
+	st->off = 0;
+}
+
+int expo_stream_read(struct expo_stream *st, char *dst, size_t max,
+		     size_t *n)
+{
+	size_t k;
+
+	*n = 0;
+	if (st->err)
+		return st->err;
+	if (st->off == st->pending.len) {
+		buf_reset(&st->pending);
+		st->off = 0;
+		st->err = render_some(st, &st->pending, st->chunk);
+		if (st->err) {
+			buf_cleanup(&st->pending);
+			return st->err;
+		}
+	}
+	k = st->pending.len - st->off;
+	if (k > max)
+		k = max;
+	if (k)
+		memcpy(dst, st->pending.data + st->off, k);
+	st->off += k;
+	*n = k;
+	return 0;
 }

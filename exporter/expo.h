@@ -8,6 +8,7 @@
 #ifndef PKI_EXPO_H
 #define PKI_EXPO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,32 @@ int expo_merge(struct expo_set *dst, struct expo_set *src);
 /* Render the whole set as text format 0.0.4 into `out`. The samples are
  * consumed (freed as they are written); the set stays valid and empty. */
 int expo_render(struct expo_set *set, struct buf *out);
+
+/* The same text, read piece by piece (an HTTP body that never exists in
+ * one piece): about `chunk` bytes are rendered at a time, always whole
+ * lines, and handed out by expo_stream_read in whatever sizes the reader
+ * asks for. The bytes are those of expo_render, and the set is spent the
+ * same way as it is read. */
+struct expo_stream {
+	struct expo_set *set;	/* borrowed; must outlive the stream */
+	struct buf pending;	/* rendered, not yet read */
+	size_t off;		/* read position in pending */
+	size_t chunk;
+	size_t fam, sample;	/* next to render */
+	bool sorted;		/* families put in order */
+	bool head;		/* HELP and TYPE of fams[fam] written */
+	int err;		/* sticky */
+};
+
+/* Cannot fail; nothing is rendered before the first read. */
+void expo_stream_init(struct expo_stream *st, struct expo_set *set,
+		      size_t chunk);
+void expo_stream_cleanup(struct expo_stream *st);
+/* Copy up to max (> 0) bytes of the text to dst and set *n to how many;
+ * *n = 0 means the end. Returns 0, the set's sticky error, or -ENOMEM/
+ * -E2BIG from rendering; an error sticks and no more text follows. */
+int expo_stream_read(struct expo_stream *st, char *dst, size_t max,
+		     size_t *n);
 
 /* Escaping helpers, exposed for tests and other renderers. Label values:
  * \ " LF become \\ \" \n; invalid UTF-8 becomes U+FFFD. HELP: \ and LF. */

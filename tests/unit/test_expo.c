@@ -201,6 +201,159 @@ static void test_merge(void **state)
 	expo_set_cleanup(&b);
 }
 
+/* A set with several families, escaping in labels and HELP, invalid
+ * UTF-8, every value kind and samples added out of order. */
+static const struct metric_desc D_C = {"pki_c_info", "Facts.\nMore \\ facts.",
+				       METRIC_GAUGE};
+
+static void fill(struct expo_set *set)
+{
+	char v[32];
+
+	expo_add(set, &D_B, 2, 0.25, "target", "second", NULL);
+	expo_add(set, &D_B, 1, NAN, "target", "first \"q\" \\ \n", "tab",
+		 "a\tb", NULL);
+	expo_add(set, &D_A, 0, 7, NULL);
+	expo_add(set, &D_B, 1, INFINITY, "target", "first-2", NULL);
+	expo_add(set, &D_B, 3, -INFINITY, "target", NULL, NULL);
+	for (int i = 0; i < 40; i++) {
+		snprintf(v, sizeof(v), "host-%d.example\xff", 40 - i);
+		expo_add(set, &D_C, (uint32_t)(40 - i), 1.5e-9 * i, "target",
+			 v, "module", "tls", NULL);
+	}
+}
+
+/* Whatever the render size and read size, the streamed bytes are
+ * expo_render's, with chunk and read boundaries inside lines. */
+static void test_stream_equals_render(void **state)
+{
+	static const size_t chunks[] = {1, 2, 7, 64, 1000, 1 << 20};
+	static const size_t reads[] = {1, 3, 5, 13, 4096};
+	struct expo_set set;
+	struct buf want;
+
+	(void)state;
+	expo_set_init(&set, 1 << 20);
+	fill(&set);
+	assert_int_equal(set.err, 0);
+	buf_init(&want, 1 << 20);
+	assert_int_equal(expo_render(&set, &want), 0);
+	expo_set_cleanup(&set);
+	assert_true(want.len > 2000);
+	for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+		for (size_t j = 0; j < sizeof(reads) / sizeof(reads[0]); j++) {
+			struct expo_stream st;
+			struct buf got;
+			char part[4096];
+			size_t n;
+
+			expo_set_init(&set, 1 << 20);
+			fill(&set);
+			expo_stream_init(&st, &set, chunks[i]);
+			buf_init(&got, 1 << 20);
+			do {
+				assert_int_equal(expo_stream_read(&st, part,
+								  reads[j],
+								  &n),
+						 0);
+				assert_true(n <= reads[j]);
+				buf_append(&got, part, n);
+			} while (n);
+			/* the end stays the end */
+			assert_int_equal(expo_stream_read(&st, part, 1, &n), 0);
+			assert_int_equal(n, 0);
+			if (got.len != want.len ||
+			    memcmp(got.data, want.data, want.len) != 0)
+				fail_msg("chunk %zu, read %zu: got\n%s\nwant\n%s",
+					 chunks[i], reads[j], got.data,
+					 want.data);
+			/* the set is spent, as after expo_render */
+			for (size_t k = 0; k < set.nfam; k++)
+				assert_int_equal(set.fams[k].n, 0);
+			buf_cleanup(&got);
+			expo_stream_cleanup(&st);
+			expo_set_cleanup(&set);
+		}
+	}
+	buf_cleanup(&want);
+}
+
+/* An empty set streams nothing; a set with a sticky error streams its
+ * error and never any text. */
+static void test_stream_empty_and_error(void **state)
+{
+	struct expo_set set;
+	struct expo_stream st;
+	char part[64];
+	size_t n = 1;
+
+	(void)state;
+	expo_set_init(&set, 1024);
+	expo_stream_init(&st, &set, 16);
+	assert_int_equal(expo_stream_read(&st, part, sizeof(part), &n), 0);
+	assert_int_equal(n, 0);
+	expo_stream_cleanup(&st);
+	expo_set_cleanup(&set);
+
+	expo_set_init(&set, 100);
+	expo_add(&set, &D_A, 0, 1, "x", "y", NULL);
+	while (expo_add(&set, &D_A, 0, 1, "x", "yyyyyyyyyyyyyyyyyyyy",
+			NULL) == 0)
+		;
+	assert_int_equal(set.err, -E2BIG);
+	expo_stream_init(&st, &set, 16);
+	n = 1;
+	assert_int_equal(expo_stream_read(&st, part, sizeof(part), &n),
+			 -E2BIG);
+	assert_int_equal(n, 0);
+	expo_stream_cleanup(&st);
+	expo_set_cleanup(&set);
+}
+
+/* Allocation failures while streaming: reported as -ENOMEM, the text
+ * before them is a prefix of the whole, nothing leaks (ASan). */
+static void test_stream_alloc_failures(void **state)
+{
+	struct expo_set set;
+	struct buf want;
+
+	(void)state;
+	expo_set_init(&set, 1 << 20);
+	fill(&set);
+	buf_init(&want, 1 << 20);
+	assert_int_equal(expo_render(&set, &want), 0);
+	expo_set_cleanup(&set);
+	for (unsigned long f = 1; f < 20; f++) {
+		static char got[1 << 16];	/* allocates nothing */
+		struct expo_stream st;
+		size_t len = 0, n;
+		int rc;
+
+		expo_set_init(&set, 1 << 20);
+		fill(&set);
+		assert_int_equal(set.err, 0);
+		expo_stream_init(&st, &set, 50);
+		xalloc_fail_after(f);
+		do {
+			assert_true(len + 100 <= sizeof(got));
+			rc = expo_stream_read(&st, got + len, 100, &n);
+			len += n;
+		} while (rc == 0 && n);
+		xalloc_fail_after(0);
+		assert_true(rc == 0 || rc == -ENOMEM);
+		assert_true(len <= want.len);
+		if (len)
+			assert_memory_equal(got, want.data, len);
+		if (rc == 0)
+			assert_int_equal(len, want.len);
+		else /* the error sticks */
+			assert_int_equal(expo_stream_read(&st, got, 1, &n), rc);
+		expo_stream_cleanup(&st);
+		expo_set_cleanup(&set);
+	}
+	buf_cleanup(&want);
+}
+
 /* The byte cap holds: a set refuses samples past max_bytes and the error
  * sticks, so a hostile label cannot grow a scrape without bound. */
 static void test_cap(void **state)
@@ -256,6 +409,9 @@ int main(void)
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_alloc_failures),
+		cmocka_unit_test(test_stream_equals_render),
+		cmocka_unit_test(test_stream_empty_and_error),
+		cmocka_unit_test(test_stream_alloc_failures),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
