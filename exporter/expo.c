@@ -10,6 +10,17 @@
 #include "xalloc.h"
 
 #define EXPO_MAX_LABELS 32
+/* Label chunks grow from MIN to MAX bytes: a family of one sample wastes
+ * little, a family of thousands costs one malloc per ~100 samples, and at
+ * most one MAX chunk per family and shard is part empty. */
+#define EXPO_CHUNK_MIN 512
+#define EXPO_CHUNK_MAX 16384
+
+struct expo_chunk {
+	struct expo_chunk *next;
+	size_t used, size;	/* of data */
+	char data[];
+};
 
 const char *metric_type_str(enum metric_type t)
 {
@@ -26,19 +37,70 @@ void expo_set_init(struct expo_set *set, size_t max_bytes)
 {
 	memset(set, 0, sizeof(*set));
 	set->max_bytes = max_bytes;
+	buf_init(&set->scratch, max_bytes);
+}
+
+/* Drop a family's samples and the chunks their labels live in; the family
+ * stays, empty. */
+static void family_spent(struct expo_family *f)
+{
+	struct expo_chunk *c = f->chunks, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		xfree(c);
+	}
+	f->chunks = NULL;
+	xfree(f->samples);
+	f->samples = NULL;
+	f->n = 0;
+	f->cap = 0;
 }
 
 void expo_set_cleanup(struct expo_set *set)
 {
-	for (size_t i = 0; i < set->nfam; i++) {
-		struct expo_family *f = &set->fams[i];
-
-		for (size_t j = 0; j < f->n; j++)
-			xfree(f->samples[j].labels);
-		xfree(f->samples);
-	}
+	for (size_t i = 0; i < set->nfam; i++)
+		family_spent(&set->fams[i]);
 	xfree(set->fams);
+	buf_cleanup(&set->scratch);
 	expo_set_init(set, set->max_bytes);
+}
+
+/* Room for n bytes in f's chunks, or NULL when out of memory. */
+static char *family_alloc(struct expo_family *f, size_t n)
+{
+	struct expo_chunk *c = f->chunks;
+	size_t size;
+	bool own;
+	char *p;
+
+	if (c && c->size - c->used >= n) {
+		p = c->data + c->used;
+		c->used += n;
+		return p;
+	}
+	size = c ? 2 * (c->size + sizeof(*c)) : EXPO_CHUNK_MIN;
+	if (size > EXPO_CHUNK_MAX)
+		size = EXPO_CHUNK_MAX;
+	size -= sizeof(*c);
+	own = size < n;
+	if (own)
+		size = n;
+	c = xmalloc(sizeof(*c) + size);
+	if (!c)
+		return NULL;
+	c->used = n;
+	c->size = size;
+	if (f->chunks && own) {
+		/* a label set bigger than a chunk gets its own, behind the
+		 * one being filled, whose free room stays usable */
+		c->next = f->chunks->next;
+		f->chunks->next = c;
+	} else {
+		c->next = f->chunks;
+		f->chunks = c;
+	}
+	return c->data;
 }
 
 static struct expo_family *family_get(struct expo_set *set,
@@ -177,7 +239,8 @@ int expo_addv(struct expo_set *set, const struct metric_desc *desc,
 {
 	struct expo_family *f;
 	struct expo_sample *s;
-	struct buf lb;
+	struct buf *lb = &set->scratch;
+	char *labels;
 
 	if (set->err)
 		return set->err;
@@ -186,25 +249,31 @@ int expo_addv(struct expo_set *set, const struct metric_desc *desc,
 			sizeof(*f->samples)))
 		return set_fail(set, -ENOMEM);
 
-	buf_init(&lb, set->bytes < set->max_bytes ? set->max_bytes - set->bytes
-						     : 0);
+	/* the scratch buffer keeps its memory from sample to sample; only
+	 * its cap follows what the set may still take */
+	buf_reset(lb);
+	lb->max = set->bytes < set->max_bytes ? set->max_bytes - set->bytes : 0;
 	for (size_t i = 0; i < nlabels; i++) {
-		buf_putc(&lb, i == 0 ? '{' : ',');
-		buf_puts(&lb, names[i]);
-		buf_puts(&lb, "=\"");
-		expo_escape_label_value(&lb, values[i] ? values[i] : "");
-		buf_putc(&lb, '"');
+		buf_putc(lb, i == 0 ? '{' : ',');
+		buf_puts(lb, names[i]);
+		buf_puts(lb, "=\"");
+		expo_escape_label_value(lb, values[i] ? values[i] : "");
+		buf_putc(lb, '"');
 	}
 	if (nlabels)
-		buf_putc(&lb, '}');
-	if (lb.err)
-		return set_fail(set, lb.err);
+		buf_putc(lb, '}');
+	if (lb->err)
+		return set_fail(set, lb->err);
 
-	s = &f->samples[f->n];
-	s->labels = buf_steal(&lb, NULL);
-	if (!s->labels)
+	labels = family_alloc(f, lb->len + 1);
+	if (!labels)
 		return set_fail(set, -ENOMEM);
-	set->bytes += strlen(s->labels) + 64;
+	if (lb->len)
+		memcpy(labels, lb->data, lb->len);
+	labels[lb->len] = '\0';
+	set->bytes += lb->len + 64;
+	s = &f->samples[f->n];
+	s->labels = labels;
 	s->order = order;
 	s->seq = set->seq++;
 	s->value = value;
@@ -249,6 +318,21 @@ int expo_merge(struct expo_set *dst, struct expo_set *src)
 			df->n++;
 		}
 		sf->n = 0;
+		/* on success, the labels' chunks are owned by df: put behind
+		 * df's first, which stays the one being filled */
+		if (sf->chunks) {
+			struct expo_chunk *last = sf->chunks;
+
+			while (last->next)
+				last = last->next;
+			if (df->chunks) {
+				last->next = df->chunks->next;
+				df->chunks->next = sf->chunks;
+			} else {
+				df->chunks = sf->chunks;
+			}
+			sf->chunks = NULL;
+		}
 	}
 	dst->bytes += src->bytes;
 	if (src->err)
@@ -275,18 +359,6 @@ static int cmp_sample(const void *a, const void *b)
 	return 0;
 }
 
-/* A family is spent once written: its samples go at once, so a scrape
- * that streams its body gives memory back while it is being read. */
-static void family_spent(struct expo_family *f)
-{
-	for (size_t j = 0; j < f->n; j++)
-		xfree(f->samples[j].labels);
-	xfree(f->samples);
-	f->samples = NULL;
-	f->n = 0;
-	f->cap = 0;
-}
-
 /* Append whole lines of the text to `out` from where `st` stands until
  * out holds at least `want` bytes or the set is spent. expo_render and
  * expo_stream_read both go through here, so their bytes cannot differ. */
@@ -308,7 +380,9 @@ static int render_some(struct expo_stream *st, struct buf *out, size_t want)
 		struct expo_sample *s;
 
 		if (st->sample == f->n) {
-			/* an empty family gets no HELP or TYPE either */
+			/* written, the family goes at once: a scrape that
+			 * streams its body gives memory back as it is read
+			 * (an empty family gets no HELP or TYPE either) */
 			family_spent(f);
 			st->fam++;
 			st->sample = 0;
@@ -332,10 +406,6 @@ static int render_some(struct expo_stream *st, struct buf *out, size_t want)
 		buf_putc(out, ' ');
 		buf_puts(out, val);
 		buf_putc(out, '\n');
-		/* the set is spent as it is written: with 100k series
-		 * holding labels and body at once doubles the peak */
-		xfree(s->labels);
-		s->labels = NULL;
 	}
 	return out->err;
 }

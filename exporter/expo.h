@@ -29,14 +29,21 @@ struct metric_desc {
 struct expo_sample {
 	uint32_t order;	/* caller's sort key: target index in the config */
 	uint32_t seq;	/* insertion sequence, breaks ties */
-	char *labels;	/* rendered "{a=\"b\"}" or "" when none */
+	const char *labels;	/* "{a=\"b\"}" or "", in its family's chunks */
 	double value;
 };
+
+/* Label strings are packed into chunks owned by their family and freed
+ * with it. One malloc per sample kept each string in the 256- or 512-byte
+ * buffer it was escaped into: 7.3 MB for the 3.5 MB of labels of 1,000
+ * TLS targets. */
+struct expo_chunk;
 
 struct expo_family {
 	const struct metric_desc *desc;
 	struct expo_sample *samples;
 	size_t n, cap;
+	struct expo_chunk *chunks;	/* the first is the one being filled */
 };
 
 struct expo_set {
@@ -46,6 +53,7 @@ struct expo_set {
 	size_t max_bytes;
 	uint32_t seq;
 	int err;	/* sticky first error */
+	struct buf scratch;	/* one label set while it is escaped */
 };
 
 const char *metric_type_str(enum metric_type t);
@@ -66,7 +74,8 @@ int expo_addv(struct expo_set *set, const struct metric_desc *desc,
 int expo_merge(struct expo_set *dst, struct expo_set *src);
 
 /* Render the whole set as text format 0.0.4 into `out`. The samples are
- * consumed (freed as they are written); the set stays valid and empty. */
+ * consumed (each family freed once written); the set stays valid and
+ * empty. */
 int expo_render(struct expo_set *set, struct buf *out);
 
 /* The same text, read piece by piece (an HTTP body that never exists in

@@ -354,6 +354,84 @@ static void test_stream_alloc_failures(void **state)
 	buf_cleanup(&want);
 }
 
+/* Labels of every length, one longer than a whole chunk, in two sets
+ * merged into one: each sample keeps its own labels through packing,
+ * merging and rendering. */
+static void add_varied(struct expo_set *set, uint32_t first, size_t n,
+		       struct buf *want)
+{
+	static char v[20001];
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = i == n / 2 ? sizeof(v) - 1 : (i * 37) % 700;
+
+		memset(v, 'a' + (int)((first + i) % 26), len);
+		v[len] = '\0';
+		assert_int_equal(expo_add(set, &D_A, first + (uint32_t)i,
+					  (double)i, "v", v, NULL),
+				 0);
+		buf_printf(want, "pki_a_total{v=\"%s\"} %zu\n", v, i);
+	}
+}
+
+static void test_labels_packed(void **state)
+{
+	struct expo_set a, b;
+	struct buf out, want;
+
+	(void)state;
+	expo_set_init(&a, 1 << 24);
+	expo_set_init(&b, 1 << 24);
+	buf_init(&want, 1 << 24);
+	buf_puts(&want, "# HELP pki_a_total A counter.\n"
+			"# TYPE pki_a_total counter\n");
+	add_varied(&a, 0, 300, &want);
+	add_varied(&b, 300, 300, &want);
+	assert_int_equal(expo_merge(&a, &b), 0);
+	/* the merged set goes on taking samples into its own chunks */
+	add_varied(&a, 600, 50, &want);
+	buf_init(&out, 1 << 24);
+	assert_int_equal(expo_render(&a, &out), 0);
+	assert_int_equal(out.len, want.len);
+	assert_string_equal(out.data, want.data);
+	buf_cleanup(&out);
+	buf_cleanup(&want);
+	expo_set_cleanup(&a);
+	expo_set_cleanup(&b);
+}
+
+/* Fail each allocation of filling, merging and streaming in turn. */
+static void test_merge_alloc_failures(void **state)
+{
+	(void)state;
+	for (unsigned long n = 1; n < 80; n++) {
+		struct expo_set a, b;
+		struct expo_stream st;
+		char part[512];
+		size_t got = 1;
+		int rc = 0;
+
+		expo_set_init(&a, 1 << 24);
+		expo_set_init(&b, 1 << 24);
+		xalloc_fail_after(n);
+		for (int i = 0; i < 60 && rc == 0; i++)
+			rc = expo_add(i % 2 ? &a : &b, i % 3 ? &D_A : &D_B,
+				      (uint32_t)i, i, "target",
+				      "a-longer-label-value-to-fill-chunks-up",
+				      NULL);
+		if (rc == 0)
+			rc = expo_merge(&a, &b);
+		expo_stream_init(&st, &a, 100);
+		while (rc == 0 && got)
+			rc = expo_stream_read(&st, part, sizeof(part), &got);
+		xalloc_fail_after(0);
+		assert_true(rc == 0 || rc == -ENOMEM);
+		expo_stream_cleanup(&st);
+		expo_set_cleanup(&a);
+		expo_set_cleanup(&b);
+	}
+}
+
 /* The byte cap holds: a set refuses samples past max_bytes and the error
  * sticks, so a hostile label cannot grow a scrape without bound. */
 static void test_cap(void **state)
@@ -412,6 +490,8 @@ int main(void)
 		cmocka_unit_test(test_stream_equals_render),
 		cmocka_unit_test(test_stream_empty_and_error),
 		cmocka_unit_test(test_stream_alloc_failures),
+		cmocka_unit_test(test_labels_packed),
+		cmocka_unit_test(test_merge_alloc_failures),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
