@@ -305,6 +305,11 @@ int expo_add(struct expo_set *set, const struct metric_desc *desc,
 
 int expo_merge(struct expo_set *dst, struct expo_set *src)
 {
+	if (src->bytes > dst->max_bytes - (dst->bytes < dst->max_bytes ?
+					   dst->bytes : dst->max_bytes)) {
+		expo_set_cleanup(src);
+		return set_fail(dst, -E2BIG);
+	}
 	for (size_t i = 0; i < src->nfam; i++) {
 		struct expo_family *sf = &src->fams[i];
 		struct expo_family *df = family_get(dst, sf->desc);

@@ -560,7 +560,8 @@ int scrape_run(const struct config *cfg, const size_t *targets, size_t n,
 		sh[i].claims = &claims;
 		/* the cap is global to the scrape: split it */
 		sh[i].concurrency = (unsigned)((cfg->global.concurrency + w - 1 - i) / w);
-		expo_set_init(&sh[i].out, out->max_bytes);
+		/* the label cap is the scrape's: each shard gets its share */
+		expo_set_init(&sh[i].out, out->max_bytes / w);
 	}
 	for (size_t i = 1; i < w; i++) {
 		/* if no thread can be had, the shard runs here afterwards */

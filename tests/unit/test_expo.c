@@ -174,6 +174,24 @@ static void test_empty_set(void **state)
 	expo_set_cleanup(&set);
 }
 
+/* The cap bounds the merged set too: shards' label bytes add up. */
+static void test_merge_over_cap(void **state)
+{
+	struct expo_set a, b;
+
+	(void)state;
+	expo_set_init(&a, 24);
+	expo_set_init(&b, 24);
+	assert_int_equal(expo_add(&a, &D_A, 0, 1, "x", "aaaaaa", NULL), 0);
+	assert_int_equal(expo_add(&b, &D_A, 0, 2, "x", "bbbbbb", NULL), 0);
+	assert_true(a.bytes + b.bytes > 24);
+	assert_int_equal(expo_merge(&a, &b), -E2BIG);
+	assert_int_equal(a.err, -E2BIG);
+	assert_int_equal(b.bytes, 0);	/* consumed either way */
+	expo_set_cleanup(&a);
+	expo_set_cleanup(&b);
+}
+
 static void test_merge(void **state)
 {
 	struct expo_set a, b;
@@ -485,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_render_golden),
 		cmocka_unit_test(test_empty_set),
 		cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_merge_over_cap),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_alloc_failures),
 		cmocka_unit_test(test_stream_equals_render),
