@@ -29,6 +29,7 @@
 #include "probes/libctx.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,19 +60,21 @@ static OSSL_LIB_CTX *ctxs[LIBCTX_MAX];
 static OSSL_PROVIDER *provs[LIBCTX_MAX];
 static bool registered;
 
-static pthread_mutex_t wraps_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct wrap *wraps[LIBCTX_MAX];
+/* Written at a wrapper's init (before the core can call it) and teardown;
+ * read on every query, which OpenSSL 3.0 makes for each certificate it
+ * decodes: atomics, not a lock all shards would share. */
+static struct wrap *_Atomic wraps[LIBCTX_MAX];
 
 static struct wrap *wrap_find(void *provctx)
 {
-	struct wrap *w = NULL;
+	for (size_t i = 0; i < LIBCTX_MAX; i++) {
+		struct wrap *w = atomic_load_explicit(&wraps[i],
+						      memory_order_acquire);
 
-	pthread_mutex_lock(&wraps_mu);
-	for (size_t i = 0; i < LIBCTX_MAX && !w; i++)
-		if (wraps[i] && wraps[i]->provctx == provctx)
-			w = wraps[i];
-	pthread_mutex_unlock(&wraps_mu);
-	return w;
+		if (w && w->provctx == provctx)
+			return w;
+	}
+	return NULL;
 }
 
 static const OSSL_ALGORITHM *wrap_query(void *provctx, int op, int *no_cache)
@@ -132,17 +135,16 @@ static void wrap_free(struct wrap *w)
 
 static void wrap_teardown(void *provctx)
 {
-	struct wrap *w = NULL;
-
-	pthread_mutex_lock(&wraps_mu);
 	for (size_t i = 0; i < LIBCTX_MAX; i++) {
-		if (wraps[i] && wraps[i]->provctx == provctx) {
-			w = wraps[i];
-			wraps[i] = NULL;
+		struct wrap *w = atomic_load_explicit(&wraps[i],
+						      memory_order_acquire);
+
+		if (w && w->provctx == provctx &&
+		    atomic_compare_exchange_strong(&wraps[i], &w, NULL)) {
+			wrap_free(w);
+			return;
 		}
 	}
-	pthread_mutex_unlock(&wraps_mu);
-	wrap_free(w);
 }
 
 static const OSSL_DISPATCH wrap_dispatch[] = {
@@ -196,12 +198,12 @@ static int wrap_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 			w->decoders[k++] = all[i];
 	if (k == 0)	/* not the default provider we know: do not guess */
 		goto fail;
-	pthread_mutex_lock(&wraps_mu);
-	for (slot = 0; slot < LIBCTX_MAX && wraps[slot]; slot++)
-		;
-	if (slot < LIBCTX_MAX)
-		wraps[slot] = w;
-	pthread_mutex_unlock(&wraps_mu);
+	for (slot = 0; slot < LIBCTX_MAX; slot++) {
+		struct wrap *none = NULL;
+
+		if (atomic_compare_exchange_strong(&wraps[slot], &none, w))
+			break;
+	}
 	if (slot == LIBCTX_MAX)
 		goto fail;
 	*out = wrap_dispatch;
