@@ -16,6 +16,13 @@ Outline (per run):
     (utime+stime from /proc/PID/stat), peak RSS (VmHWM, reset per phase via
     /proc/PID/clear_refs when the kernel allows it), plus nginx and client CPU.
   * a table (medians over repeats) on stdout, optionally JSON.
+
+With --scaling the repeats are instead rounds of M (--scaling-small, default
+N/10) vs N targets against the same nginx, in alternating order (M then N,
+N then M, ...): a fresh pki_exporter per size (cold + warm) and the floor
+(no verification) per size; the table gives CPU, peak RSS and wall at both
+sizes and CPU(N)/CPU(M) against 1.05 x N/M, so load drift between runs
+cannot fake a non-linearity (JSON: "scaling").
 """
 
 import argparse
@@ -715,7 +722,7 @@ def run_ours(args, d, targets, nginx_pids, rep):
     n = len(targets)
     cfg = write_ours_config(d, targets, args, os.path.join(d, "root.pem"))
     port = free_port()
-    errp = os.path.join(d, "pki_exporter-%d.log" % rep)
+    errp = os.path.join(d, "pki_exporter-%s.log" % rep)
     errf = open(errp, "wb")
     argv = [args.exporter, "--config.file=%s" % cfg, "--web.listen-address=%s:%d" % (LOOPBACK, port)]
     if args.exporter_log_level:
@@ -759,7 +766,7 @@ def run_ours(args, d, targets, nginx_pids, rep):
             res["cumulative_vmhwm_mb"] = cum_kb / 1024.0   # max over the process lifetime so far
             out[phase] = res
             if args.save_bodies:
-                with open(os.path.join(d, "metrics-%s-%d.txt" % (phase, rep)), "wb") as f:
+                with open(os.path.join(d, "metrics-%s-%s.txt" % (phase, rep)), "wb") as f:
                     f.write(body)
             if not chk["ok"]:
                 banner("pki_exporter %s scrape: HTTP %s, pki_probe_success 1 for %d of %d targets "
@@ -924,7 +931,7 @@ def run_blackbox(args, d, targets, nginx_pids, rep):
     n = len(targets)
     cfg = write_bb_config(d, args, os.path.join(d, "root.pem"))
     port = free_port()
-    errp = os.path.join(d, "blackbox-%d.log" % rep)
+    errp = os.path.join(d, "blackbox-%s.log" % rep)
     errf = open(errp, "wb")
     p = spawn("blackbox", [args.blackbox, "--config.file=%s" % cfg,
                            "--web.listen-address=%s:%d" % (LOOPBACK, port), "--log.level=warn"],
@@ -1092,6 +1099,199 @@ def print_table(med, ratios, n, repeat, concurrency, phase_local):
 
 
 # --------------------------------------------------------------------------
+# --scaling: M vs N targets, interleaved within one run
+# --------------------------------------------------------------------------
+
+SCALING_ROWS = [("ours cold", "ours", "cold"), ("ours warm", "ours", "warm"),
+                ("blackbox", "blackbox", "probe"), ("floor", "floor", None)]
+SCALING_METRICS = [("cpu_s", "CPU s", ".3f", 1000.0, "ms", ".3f"),
+                   ("peak_rss_mb", "peak RSS MiB", ".1f", 1024.0, "KiB", ".1f"),
+                   ("wall_s", "wall s", ".3f", 1000.0, "ms", ".3f")]
+SCALING_KEYS = [m[0] for m in SCALING_METRICS] + ["nginx_cpu_s"]   # medians and ratios kept in the JSON
+
+
+def loadavg():
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def scaling_phase(run, side, phase):
+    """The result dict of one measured phase of one size, or None."""
+    r = run.get(side)
+    if not isinstance(r, dict):
+        return None
+    if phase is None:
+        return r
+    r = r.get(phase)
+    return r if isinstance(r, dict) else None
+
+
+def scaling_round(args, d, sides, order, targets, ports, nginx_pids, floor_exe, rnd):
+    """One round: every side at both sizes, in `order` (a list of (size key, count)),
+    the two sizes of one side back to back. Returns {size key: {side: result}}."""
+    out = {key: {} for key, _ in order}
+    for side in sides:
+        for key, count in order:
+            tag = "%d-%s%d" % (rnd, key, count)
+            log("--- round %d: %s with %d targets ---" % (rnd, side, count))
+            res = None
+            try:
+                if side == "ours":
+                    res = run_ours(args, d, targets[:count], nginx_pids, tag)
+                elif side == "blackbox":
+                    res = run_blackbox(args, d, targets[:count], nginx_pids, tag)
+                else:
+                    res = run_floor(args, d, floor_exe, ports[:count], nginx_pids, False)
+            except RuntimeError as e:
+                banner("%s phase with %d targets failed: %s" % (side, count, e))
+                res = {"error": str(e)}
+                if side == "floor":
+                    res["ok"] = False
+            res["loadavg_after"] = loadavg()
+            out[key][side] = res
+            time.sleep(args.settle)
+    return out
+
+
+def run_scaling(args, d, targets, ports, nginx_pids, ngx, floor_exe, small):
+    n = len(targets)
+    sides = []
+    if not args.skip_ours:
+        sides.append("ours")
+    if args.scaling_blackbox and not args.skip_blackbox:
+        sides.append("blackbox")
+    if floor_exe:
+        sides.append("floor")
+    sc = {
+        "small": small,
+        "large": n,
+        "targets_ratio": n / float(small),
+        "cpu_ratio_limit": 1.05 * n / float(small),
+        "rounds_planned": args.repeat,
+        "sides": sides,
+        "loadavg_start": loadavg(),
+        "rounds": [],
+    }
+    log("scaling: %d vs %d targets, %d round(s), sides %s, load average %s"
+        % (small, n, args.repeat, sides, sc["loadavg_start"]))
+    for rnd in range(1, args.repeat + 1):
+        order = [("small", small), ("large", n)]
+        if rnd % 2 == 0:
+            order.reverse()
+        log("=== scaling round %d/%d: %s ===" % (rnd, args.repeat, " then ".join("%d" % c for _, c in order)))
+        rec = {"round": rnd, "order": [c for _, c in order], "loadavg_start": loadavg()}
+        rec.update(scaling_round(args, d, sides, order, targets, ports, nginx_pids, floor_exe, rnd))
+        rec["loadavg_end"] = loadavg()
+        sc["rounds"].append(rec)
+        if ngx.poll() is not None:
+            raise RuntimeError("nginx died during the run (code %s): %s"
+                               % (ngx.returncode, tail(os.path.join(d, "nginx-error.log"))))
+    sc["loadavg_end"] = loadavg()
+    return sc
+
+
+def summarize_scaling(sc):
+    rounds = sc["rounds"]
+    sizes = {"small": sc["small"], "large": sc["large"]}
+    med = {}
+    for label, side, phase in SCALING_ROWS:
+        if side not in sc["sides"]:
+            continue
+        row = {}
+        for key, count in sizes.items():
+            cell = {}
+            for metric in SCALING_KEYS:
+                vals = []
+                for r in rounds:
+                    v = (scaling_phase(r.get(key, {}), side, phase) or {}).get(metric)
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        vals.append(v)
+                cell[metric] = statistics.median(vals) if vals else None
+            oks = [(scaling_phase(r.get(key, {}), side, phase) or {}).get("ok") for r in rounds]
+            cell["targets"] = count
+            cell["cpu_ms_per_target"] = 1000.0 * cell["cpu_s"] / count if cell["cpu_s"] is not None else None
+            cell["ok_runs"] = sum(1 for o in oks if o)
+            cell["runs"] = len(rounds)
+            cell["probe_success_1_min"] = min([(scaling_phase(r.get(key, {}), side, phase) or {})
+                                               .get("probe_success_1", 0) for r in rounds] or [None])
+            row[key] = cell
+        ratio, paired, per_round = {}, {}, {}
+        for metric in SCALING_KEYS:
+            s, l = row["small"][metric], row["large"][metric]
+            ratio[metric] = l / s if s and l is not None else None
+            rr = []
+            for r in rounds:
+                a = (scaling_phase(r.get("small", {}), side, phase) or {}).get(metric)
+                b = (scaling_phase(r.get("large", {}), side, phase) or {}).get(metric)
+                rr.append(b / a if isinstance(a, (int, float)) and a and isinstance(b, (int, float)) else None)
+            per_round[metric] = rr
+            vals = [x for x in rr if x is not None]
+            paired[metric] = statistics.median(vals) if vals else None
+        row["ratio"] = ratio                    # median at N / median at M
+        row["paired_ratio"] = paired            # median over rounds of (N / M) of that round
+        row["per_round_ratio"] = per_round
+        row["cpu_ratio_met"] = ratio["cpu_s"] <= sc["cpu_ratio_limit"] if ratio["cpu_s"] is not None else None
+        med[label] = row
+    return med
+
+
+def print_scaling_table(sc, med, concurrency, phase_local):
+    out = sys.stdout
+    m, n, lim = sc["small"], sc["large"], sc["cpu_ratio_limit"]
+    orders = ", ".join("%s" % ("S-L" if r["order"][0] == m else "L-S") for r in sc["rounds"])
+    out.write("\nScaling: %d -> %d loopback TLS 1.3 targets (x%.2f), concurrency %d, one nginx, "
+              "medians of %d round(s) (%s; S = %d, L = %d)\n"
+              % (m, n, sc["targets_ratio"], concurrency, len(sc["rounds"]), orders, m, n))
+
+    def la(v):
+        return " ".join("%.2f" % x for x in v) if v else "-"
+
+    out.write("load average (1/5/15 min): %s at start, %s at end\n" % (la(sc["loadavg_start"]), la(sc["loadavg_end"])))
+    hdr = "%-10s %-13s %9s %9s %12s %12s %8s %10s %9s %8s" % (
+        "", "", "@%d" % m, "@%d" % n, "/tgt @%d" % m, "/tgt @%d" % n, "N/M", "paired N/M",
+        "<=x%.2f" % lim, "ok M,N")
+    out.write(hdr + "\n" + "-" * len(hdr) + "\n")
+    for label, _, _ in SCALING_ROWS:
+        row = med.get(label)
+        if row is None:
+            continue
+        for k, (metric, name, spec, unit_mul, unit, tspec) in enumerate(SCALING_METRICS):
+            s, l = row["small"][metric], row["large"][metric]
+            r = row["ratio"][metric]
+            okn = ""
+            if k == 0:
+                okn = "%d/%d,%d/%d" % (row["small"]["ok_runs"], row["small"]["runs"],
+                                       row["large"]["ok_runs"], row["large"]["runs"])
+                if row["small"]["ok_runs"] != row["small"]["runs"] or row["large"]["ok_runs"] != row["large"]["runs"]:
+                    okn += "!"
+            out.write("%-10s %-13s %9s %9s %12s %12s %8s %10s %9s %8s\n" % (
+                label if k == 0 else "", name, fmt(s, spec), fmt(l, spec),
+                fmt(unit_mul * s / m, tspec) + " " + unit if s is not None else "-",
+                fmt(unit_mul * l / n, tspec) + " " + unit if l is not None else "-",
+                "x" + fmt(r, ".2f") if r is not None else "-",
+                "x" + fmt(row["paired_ratio"][metric], ".2f") if row["paired_ratio"][metric] is not None else "-",
+                ("yes" if r <= lim else "NO") if r is not None else "-", okn))
+    out.write("-" * len(hdr) + "\n")
+    for label, _, _ in SCALING_ROWS:
+        row = med.get(label)
+        if row is None or row["ratio"]["cpu_s"] is None:
+            continue
+        out.write("%-10s CPU(%d)/CPU(%d) = x%.2f (paired x%s): %s (target <= 1.05 x %d/%d = x%.2f)\n"
+                  % (label, n, m, row["ratio"]["cpu_s"], fmt(row["paired_ratio"]["cpu_s"], ".2f"),
+                     "met" if row["cpu_ratio_met"] else "NOT met", n, m, lim))
+    out.write("(@M/@N = median over rounds with the first M / all N targets; N/M = ratio of those "
+              "medians; paired N/M = median over rounds of that round's N/M (both sizes measured back to back). "
+              "CPU = utime+stime of the measured process (/proc/PID/stat; floor: its own getrusage); "
+              "peak RSS = VmHWM %s (floor: VmHWM of its fresh process). The target is for CPU; RSS and wall "
+              "are shown against the same limit for context.)\n"
+              % ("reset at the start of each phase (clear_refs 5)" if phase_local
+                 else "cumulative since process start (reset not supported here)"))
+    out.flush()
+
+
+# --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
 
@@ -1137,7 +1337,8 @@ def tool_version(argv):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--targets", type=int, default=1000, help="number of TLS endpoints (default 1000)")
+    ap.add_argument("--targets", type=int, default=None,
+                    help="number of TLS endpoints (default 1000; 10000 with --scaling)")
     ap.add_argument("--key-type", choices=["ecdsa", "rsa", "mix"], default="ecdsa",
                     help="leaf keys: ECDSA P-256 (default), RSA-2048, or mix (alternating, half/half)")
     ap.add_argument("--mix", action="store_const", const="mix", dest="key_type",
@@ -1152,7 +1353,8 @@ def main():
     ap.add_argument("--blackbox", default=shutil.which("prometheus-blackbox-exporter")
                     or "/usr/bin/prometheus-blackbox-exporter")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
-    ap.add_argument("--repeat", type=int, default=1, help="run the measurement K times, report medians")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="run the measurement K times, report medians (default 1; 3 with --scaling)")
     ap.add_argument("--json", metavar="FILE", help="write results as JSON")
     ap.add_argument("--probe-timeout", type=int, default=10, help="module timeout, seconds (default 10)")
     ap.add_argument("--scrape-timeout", type=int, default=120,
@@ -1174,14 +1376,37 @@ def main():
     ap.add_argument("--perf-record", metavar="FILE",
                     help="run pki_exporter under `perf record --call-graph dwarf` (FILE, FILE.K per repeat); "
                          "its CPU figures are then inflated by the sampling")
+    ap.add_argument("--scaling", action="store_true",
+                    help="scaling mode: M vs N (--targets) targets against one nginx, in --repeat rounds of "
+                         "alternating order (M then N, N then M, ...): pki_exporter cold+warm and the floor "
+                         "(no verification) at both sizes; prints CPU(N)/CPU(M) against 1.05 x N/M")
+    ap.add_argument("--scaling-small", type=int, metavar="M",
+                    help="the smaller size for --scaling (default N/10): the first M targets")
+    ap.add_argument("--scaling-blackbox", action="store_true",
+                    help="with --scaling, also measure the blackbox exporter at both sizes")
     ap.add_argument("--save-bodies", action="store_true", help="keep the /metrics bodies in the work dir")
     ap.add_argument("--keep-tmp", action="store_true", help="do not delete the work dir")
     ap.add_argument("--workdir", help="parent for the temp dir (default $TMPDIR)")
     args = ap.parse_args()
 
+    if args.targets is None:
+        args.targets = 10000 if args.scaling else 1000
+    if args.repeat is None:
+        args.repeat = 3 if args.scaling else 1
     n = args.targets
     if n < 1 or args.concurrency < 1 or args.repeat < 1:
         ap.error("--targets, --concurrency, --repeat must be >= 1")
+    if args.scaling:
+        if args.scaling_small is None:
+            args.scaling_small = max(1, n // 10)
+        if not 1 <= args.scaling_small < n:
+            ap.error("--scaling-small must be >= 1 and < --targets")
+        if args.perf_record or args.render_bench:
+            ap.error("--perf-record and --render-bench do not go with --scaling")
+        if args.skip_ours and args.skip_floor and not args.scaling_blackbox:
+            ap.error("--scaling with --skip-ours and --skip-floor measures nothing")
+    elif args.scaling_small is not None or args.scaling_blackbox:
+        ap.error("--scaling-small and --scaling-blackbox need --scaling")
     if not args.skip_ours and not os.access(args.exporter, os.X_OK):
         ap.error("exporter binary %s not found/executable (use --skip-ours for the blackbox half only)"
                  % args.exporter)
@@ -1209,9 +1434,17 @@ def main():
         },
         "runs": [],
     }
+    load0 = loadavg()
     rc = 0
     phase_local = True
     try:
+        if args.scaling and not args.skip_ours:
+            # one binary for every round, even if build/pki_exporter is rebuilt meanwhile
+            snap = os.path.join(d, "pki_exporter")
+            shutil.copy2(args.exporter, snap)
+            result["env"]["pki_exporter_sha256"] = file_sha256(snap)
+            result["env"]["pki_exporter_snapshot_of"] = args.exporter
+            args.exporter = snap
         t0 = time.monotonic()
         leaves = build_fixtures(d, n, args.key_type, args.distinct_keys, max(1, args.jobs),
                                 time.monotonic() + args.setup_timeout)
@@ -1229,6 +1462,33 @@ def main():
         tls_sanity(ports, os.path.join(d, "root.pem"))
         nginx_pids = [ngx.pid] + workers
         floor_exe = None if args.skip_floor else build_floor(d)
+
+        if args.scaling:
+            sc = run_scaling(args, d, targets, ports, nginx_pids, ngx, floor_exe, args.scaling_small)
+            sc["loadavg_before_fixtures"] = load0
+            for r in sc["rounds"]:
+                for key in ("small", "large"):
+                    for ph in ((r[key].get("ours") or {}).values(), (r[key].get("blackbox") or {}).values()):
+                        for x in ph:
+                            if isinstance(x, dict) and x.get("peak_is_phase_local") is False:
+                                phase_local = False
+            sc["median"] = summarize_scaling(sc)
+            result["scaling"] = sc
+            print_scaling_table(sc, sc["median"], args.concurrency, phase_local)
+            all_ok = True
+            for label, row in sc["median"].items():
+                for key in ("small", "large"):
+                    c = row[key]
+                    if c["ok_runs"] != c["runs"]:
+                        all_ok = False
+                        banner("FAILURE: %s with %d targets ok in %d of %d round(s) (see messages above / JSON)"
+                               % (label, sc[key], c["ok_runs"], c["runs"]))
+            result["ok"] = all_ok
+            rc = 0 if all_ok else 2
+            err_tail = tail(os.path.join(d, "nginx-error.log"), 1000).strip()
+            if err_tail:
+                log("nginx error.log tail:\n" + err_tail)
+            return rc
 
         for rep in range(args.repeat):
             log("=== run %d/%d ===" % (rep + 1, args.repeat))
