@@ -107,11 +107,45 @@ def rollup(pid):
     return r
 
 
+def references(d, args):
+    """Idle RSS of reference processes, measured in the same run."""
+    ref = {}
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rss_floor.c")
+    exe = os.path.join(d, "rss_floor")
+    r = subprocess.run(["cc", "-O2", "-o", exe, src, "-lssl", "-lcrypto"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=120)
+    if r.returncode != 0:
+        log("rss_floor.c did not build: %s" % r.stdout.decode(errors="replace")[-500:])
+    else:
+        for key, argv in (("empty", [exe]), ("openssl_client", [exe, os.path.join(d, "ca.pem")])):
+            out = subprocess.run(argv, stdout=subprocess.PIPE, timeout=30, check=True).stdout
+            ref[key] = json.loads(out)
+    bb = shutil.which("prometheus-blackbox-exporter")
+    if bb and not args.skip_blackbox:
+        cfg = os.path.join(d, "blackbox.yml")
+        with open(cfg, "w") as f:
+            f.write("modules:\n  tls_connect:\n    prober: tcp\n    timeout: 5s\n    tcp:\n"
+                    "      tls: true\n      tls_config:\n        ca_file: %s\n" % os.path.join(d, "ca.pem"))
+        port = tb.free_port()
+        errf = open(os.path.join(d, "blackbox.log"), "ab")
+        p = tb.spawn("blackbox", [bb, "--config.file=" + cfg, "--web.listen-address=127.0.0.1:%d" % port,
+                                  "--log.level=warn"], stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, cwd=d)
+        try:
+            tb.wait_http_ok("blackbox", p, port, ["/-/healthy", "/"], time.monotonic() + 30,
+                            os.path.join(d, "blackbox.log"))
+            time.sleep(1.0)
+            ref["blackbox"] = {k + "_kb": tb.proc_status_kb(p.pid, k) for k in ("VmRSS", "RssAnon", "RssFile")}
+        finally:
+            tb.stop_proc("blackbox", p)
+    return ref
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exporter", default=os.environ.get("PKI_EXPORTER", "/work/main/build/pki_exporter"))
     ap.add_argument("--starts", type=int, default=20)
     ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--skip-blackbox", action="store_true", help="no blackbox_exporter reference row")
     args = ap.parse_args()
     atexit.register(tb.cleanup)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -154,6 +188,7 @@ def main():
                        "threads": tb.proc_status_kb(p.pid, "Threads"),
                        "by_mapping_kb": dict(sorted(byfile.items(), key=lambda kv: -kv[1])[:15])}
         tb.stop_proc("pki_exporter", p)
+        res["reference"] = references(d, args)
         b, r, i = res["binary"], res["ready_s"], res["idle"]
         print()
         print("| what | figure | target |")
@@ -166,6 +201,15 @@ def main():
         print("| idle RSS | %.1f MiB VmRSS = %.1f MiB file-backed + %.1f MiB anonymous; PSS %.1f MiB | <= 4 MiB |"
               % (i["VmRSS_kb"] / 1024.0, i["RssFile_kb"] / 1024.0, i["RssAnon_kb"] / 1024.0,
                  i["Pss_kb"] / 1024.0))
+        ref = res["reference"]
+        for key, what in (("empty", "bench/rss_floor.c before any OpenSSL call (libssl and libcrypto mapped, not initialised)"),
+                          ("openssl_client", "the least TLS client at rest (bench/rss_floor.c: OpenSSL "
+                                             "initialised, one client SSL_CTX, the same CA file)"),
+                          ("blackbox", "prometheus-blackbox-exporter, 1 s after /-/healthy (one tls module)")):
+            v = ref.get(key)
+            if v:
+                print("| reference: %s | %.1f MiB VmRSS = %.1f MiB file-backed + %.1f MiB anonymous | |"
+                      % (what, v["VmRSS_kb"] / 1024.0, v["RssFile_kb"] / 1024.0, v["RssAnon_kb"] / 1024.0))
         print()
         print("idle RSS by mapping (KiB): " + ", ".join("%s %d" % (os.path.basename(k) or k, v)
                                                     for k, v in i["by_mapping_kb"].items()))
