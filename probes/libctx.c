@@ -191,11 +191,16 @@ static int wrap_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 	while (all[n].algorithm_names)
 		n++;
 	w->decoders = xcalloc(n + 1, sizeof(*w->decoders));
-	if (!w->decoders)
+	if (!w->decoders) {
+		OSSL_PROVIDER_unquery_operation(w->def, OSSL_OP_DECODER, all);
 		goto fail;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (decoder_kept(&all[i]))
 			w->decoders[k++] = all[i];
+	/* the entries stay valid: the default provider is built in, its
+	 * tables are static */
+	OSSL_PROVIDER_unquery_operation(w->def, OSSL_OP_DECODER, all);
 	if (k == 0)	/* not the default provider we know: do not guess */
 		goto fail;
 	for (slot = 0; slot < LIBCTX_MAX; slot++) {
