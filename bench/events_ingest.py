@@ -434,7 +434,7 @@ def main():
               % (len(runs), results["ratio_per_core"],
                  ", ".join("%.2fx" % r["ratio_per_core"] for r in runs), results["ratio_rss"]))
         print("\n%d CPUs; pki_exporter: whole process (daemon, HTTP, config), one ingest "
-              "thread, JSON parsed by jansson;\nmtail: --one_shot, fields taken by regex."
+              "thread, JSON parsed by cJSON;\nmtail: --one_shot, fields taken by regex."
               % ncpu)
         if args.json:
             with open(args.json, "w") as f:

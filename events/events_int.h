@@ -155,8 +155,11 @@ pcre2_match_context *ev_pcre2_mctx(void);
 /* Compile src (UTF, invalid UTF tolerated, JIT when available). On error
  * returns NULL and writes the reason to err. */
 pcre2_code *ev_regex_compile(const char *src, char *err, size_t errlen);
-/* Route jansson's allocations through xalloc (once per process). */
+/* Route cJSON's allocations through the line arena and jansson's (the
+ * state file) through xalloc (once per process). */
 void ev_json_init(void);
+/* Free a parsed line's tree (parse_json.c). */
+void ev_json_release(void *root, bool spilled);
 /* Free the calling thread's JSON arena (at the end of the events thread). */
 void ev_json_thread_cleanup(void);
 
@@ -173,7 +176,8 @@ struct ev_event {
 };
 
 struct ev_parser {
-	json_t *root;
+	void *root;		/* the JSON line's tree (parse_json.c) */
+	bool root_spilled;	/* ... partly on the heap */
 	pcre2_match_data *md;	/* for a plain pattern */
 	const pcre2_code *md_code;	/* the pattern md was made for */
 	char host[EV_HOST_MAX + 1];

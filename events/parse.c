@@ -44,7 +44,7 @@ void ev_parser_init(struct ev_parser *p)
 void ev_parser_reset(struct ev_parser *p)
 {
 	if (p->root) {
-		json_decref(p->root);
+		ev_json_release(p->root, p->root_spilled);
 		p->root = NULL;
 	}
 }

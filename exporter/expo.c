@@ -122,17 +122,18 @@ static struct expo_family *family_get(struct expo_set *set,
 	return f;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq_len(const unsigned char *s)
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid or cut
+ * short by the end of the avail bytes. */
+static size_t utf8_seq_len(const unsigned char *s, size_t avail)
 {
 	unsigned char c = s[0];
 
 	if (c < 0x80)
 		return 1;
 	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+		return avail >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
 	if (c >= 0xe0 && c <= 0xef) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+		if (avail < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
 			return 0;
 		if (c == 0xe0 && s[1] < 0xa0)
 			return 0;	/* overlong */
@@ -141,8 +142,8 @@ static size_t utf8_seq_len(const unsigned char *s)
 		return 3;
 	}
 	if (c >= 0xf0 && c <= 0xf4) {
-		if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
-		    (s[3] & 0xc0) != 0x80)
+		if (avail < 4 || (s[1] & 0xc0) != 0x80 ||
+		    (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
 			return 0;
 		if (c == 0xf0 && s[1] < 0x90)
 			return 0;
@@ -151,6 +152,25 @@ static size_t utf8_seq_len(const unsigned char *s)
 		return 4;
 	}
 	return 0;
+}
+
+bool expo_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+
+	while (p < end) {
+		size_t k;
+
+		if (*p < 0x80) {	/* ASCII runs: the common case */
+			p++;
+			continue;
+		}
+		k = utf8_seq_len(p, (size_t)(end - p));
+		if (!k)
+			return false;
+		p += k;
+	}
+	return true;
 }
 
 int expo_escape_label_value(struct buf *out, const char *s)
@@ -183,7 +203,7 @@ int expo_escape_label_value(struct buf *out, const char *s)
 			p++;
 			continue;
 		}
-		n = utf8_seq_len(p);
+		n = utf8_seq_len(p, 4);	/* NUL-terminated: stops at the NUL */
 		if (n == 0) {
 			buf_puts(out, "\xef\xbf\xbd");	/* U+FFFD */
 			p++;

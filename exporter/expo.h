@@ -108,6 +108,9 @@ int expo_stream_read(struct expo_stream *st, char *dst, size_t max,
  * \ " LF become \\ \" \n; invalid UTF-8 becomes U+FFFD. HELP: \ and LF. */
 int expo_escape_label_value(struct buf *out, const char *s);
 int expo_escape_help(struct buf *out, const char *s);
+/* Whether s[0..n) is valid UTF-8 (no overlongs, surrogates or code points
+ * beyond U+10FFFF). */
+bool expo_utf8_valid(const char *s, size_t n);
 /* Shortest text that reads back as the same double; NaN, +Inf, -Inf. */
 void expo_format_value(char *dst, size_t len, double v);
 

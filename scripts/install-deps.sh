@@ -9,10 +9,11 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 
 RUNTIME="libmicrohttpd12 libssl3 libcurl4 libc-ares2 libyaml-0-2 ca-certificates curl \
-libjansson4 libpcre2-8-0"
+libjansson4 libcjson1 libpcre2-8-0"
 BUILD="build-essential cmake pkg-config git libmicrohttpd-dev libssl-dev \
 libcurl4-openssl-dev libc-ares-dev libyaml-dev libcmocka-dev libpcre2-dev \
-libgnutls28-dev libcrypt-dev clang libclang-rt-14-dev libjansson-dev"
+libgnutls28-dev libcrypt-dev clang libclang-rt-14-dev libjansson-dev \
+libcjson-dev"
 # Real servers for the integration tests and the demo (exim4 and slapd for
 # STARTTLS; each runs from a temp config, never as a system service), the
 # peers for the benchmarks (mtail for bench/events_ingest.py), and

@@ -388,6 +388,56 @@ static void test_json_edges(void **state)
 	assert_string_equal(g.level, "very__bad_");
 	parse(EV_FMT_JSON, "{\"EventType\":\"AUDIT_FAILURE\"}", &g);
 	assert_string_equal(g.level, "audit_failure");
+	/* of repeated keys the last counts (as jansson read them) */
+	parse(EV_FMT_JSON, "{\"EventID\":1,\"Hostname\":\"A\",\"EventID\":4097}",
+	      &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.id, 4097);
+	/* an escaped backslash before "u0000" is text, not a NUL */
+	parse(EV_FMT_JSON, "{\"Message\":\"C:\\\\u0000x\"}", &g);
+	assert_int_equal(g.rc, 0);
+	assert_string_equal(g.message, "C:\\u0000x");
+	parse(EV_FMT_JSON, "{\"Message\":\"\\\\\\u0000\"}", &g);	/* \\ then \u0000 */
+	assert_int_equal(g.rc, -EINVAL);
+	/* whitespace after the object is fine, anything else is not */
+	parse(EV_FMT_JSON, "{\"EventID\":7} \t\r", &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.id, 7);
+	parse(EV_FMT_JSON, "{\"EventID\":7} {}", &g);
+	assert_int_equal(g.rc, -EINVAL);
+	/* a fractional number is no event id; a whole one is */
+	parse(EV_FMT_JSON, "{\"EventID\":12.5}", &g);
+	assert_int_equal(g.rc, 0);
+	assert_false(g.has_id);
+	/* invalid UTF-8 cut at the end of the line */
+	parse(EV_FMT_JSON, "{\"Message\":\"ab\"}\xe2\x82", &g);
+	assert_int_equal(g.rc, -EINVAL);
+}
+
+/* A line whose tree does not fit the parse arena (256 KiB) spills to the
+ * heap and is freed node by node (ASan/valgrind see no leak); the next
+ * small line parses from the arena again. */
+static void test_json_bigger_than_arena(void **state)
+{
+	size_t fields = 20000, cap = fields * 32 + 64, n = 0;
+	char *line = xmalloc(cap);
+	struct got g;
+
+	(void)state;
+	assert_non_null(line);
+	n += (size_t)snprintf(line + n, cap - n, "{\"EventID\":4097");
+	for (size_t i = 0; i < fields; i++)
+		n += (size_t)snprintf(line + n, cap - n, ",\"f%zu\":\"v%zu\"", i, i);
+	n += (size_t)snprintf(line + n, cap - n, ",\"Hostname\":\"BIG\"}");
+	parse_n(EV_FMT_JSON, line, n, &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.id, 4097);
+	assert_string_equal(g.host, "big");
+	parse(EV_FMT_JSON, "{\"EventID\":36888,\"Hostname\":\"small\"}", &g);
+	assert_int_equal(g.rc, 0);
+	assert_int_equal(g.id, 36888);
+	assert_string_equal(g.host, "small");
+	xfree(line);
 }
 
 static void test_malformed(void **state)
@@ -575,6 +625,7 @@ int main(void)
 		cmocka_unit_test(test_rfc3164),
 		cmocka_unit_test(test_syslog_edges),
 		cmocka_unit_test(test_json_edges),
+		cmocka_unit_test(test_json_bigger_than_arena),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_snare_short),
 		cmocka_unit_test(test_plain),
