@@ -323,7 +323,7 @@ static void nested_json(struct ev_parser *p, struct ev_event *ev)
 		memcpy(p->host, host, sizeof(host));
 		j.host = p->host;
 	}
-	/* the header's fields stay valid: jansson parsed a copy, and
+	/* the header's fields stay valid: the JSON parser made a copy, and
 	 * p->level is only written when the JSON has a level */
 	if (!j.level)
 		j.level = ev->level;
