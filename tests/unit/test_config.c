@@ -35,31 +35,10 @@ static char *write_file(const char *name, const char *text)
 	return tu_write_file(dir, name, text);
 }
 
-/* Load `yaml`; return the error text (caller frees) or NULL on success. */
+/* Load `yaml` (testutil.h): the error text (caller frees) or NULL. */
 static char *load(const char *yaml, struct config **cfgp)
 {
-	char *path = write_file("c.yml", yaml);
-	struct config *cfg = NULL;
-	struct errbuf eb;
-	char *errs = NULL;
-	int rc;
-
-	errbuf_init(&eb, NULL);
-	rc = config_load(path, &cfg, &eb);
-	if (rc) {
-		assert_null(cfg);
-		assert_true(eb.count > 0);
-		errs = xstrdup(errbuf_str(&eb));
-	} else {
-		assert_int_equal(eb.count, 0);
-	}
-	errbuf_cleanup(&eb);
-	if (cfgp)
-		*cfgp = cfg;
-	else
-		config_free(cfg);
-	free(path);
-	return errs;
+	return tu_load_config(dir, yaml, cfgp);
 }
 
 static void test_good(void **state)

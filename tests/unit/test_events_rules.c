@@ -39,28 +39,10 @@ static char *write_file(const char *name, const char *text)
 	return tu_write_file(dir, name, text);
 }
 
-/* Load yaml as c.yml in dir; NULL and *cfgp on success, else the errors
- * (caller frees). */
+/* Load `yaml` (testutil.h): the error text (caller frees) or NULL. */
 static char *load(const char *yaml, struct config **cfgp)
 {
-	char *path = write_file("c.yml", yaml);
-	struct config *cfg = NULL;
-	struct errbuf eb;
-	char *errs = NULL;
-
-	errbuf_init(&eb, NULL);
-	if (config_load(path, &cfg, &eb)) {
-		assert_null(cfg);
-		assert_true(eb.count > 0);
-		errs = xstrdup(errbuf_str(&eb));
-	}
-	errbuf_cleanup(&eb);
-	if (cfgp)
-		*cfgp = cfg;
-	else
-		config_free(cfg);
-	xfree(path);
-	return errs;
+	return tu_load_config(dir, yaml, cfgp);
 }
 
 static void expect_error(const char *yaml, const char *needle)

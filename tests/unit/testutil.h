@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exporter/config.h"
 #include "exporter/xalloc.h"
 
 /* Make the scratch directory from a "/tmp/...-XXXXXX" template. */
@@ -61,6 +62,35 @@ tu_run(const char *fmt, ...)
 	while (n && (out[n - 1] == '\n' || out[n - 1] == '\r'))
 		out[--n] = '\0';
 	return xstrdup(out);
+}
+
+/* Load yaml as dir/c.yml. Success: NULL, no errors, the config in *cfgp
+ * (or freed when cfgp is NULL). Failure: the error text (caller frees),
+ * no config. */
+static __attribute__((unused)) char *tu_load_config(const char *dir,
+						    const char *yaml,
+						    struct config **cfgp)
+{
+	char *path = tu_write_file(dir, "c.yml", yaml);
+	struct config *cfg = NULL;
+	struct errbuf eb;
+	char *errs = NULL;
+
+	errbuf_init(&eb, NULL);
+	if (config_load(path, &cfg, &eb)) {
+		assert_null(cfg);
+		assert_true(eb.count > 0);
+		errs = xstrdup(errbuf_str(&eb));
+	} else {
+		assert_int_equal(eb.count, 0);
+	}
+	errbuf_cleanup(&eb);
+	if (cfgp)
+		*cfgp = cfg;
+	else
+		config_free(cfg);
+	xfree(path);
+	return errs;
 }
 
 #endif
