@@ -5,7 +5,6 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 
-#include <jansson.h>
 #include <pcre2.h>
 #include <pthread.h>
 #include <stdbool.h>

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <cJSON.h>
+#include <jansson.h>
 
 #include "events/events_int.h"
 #include "exporter/expo.h"
@@ -127,14 +128,21 @@ static bool has_escaped_nul(const char *s, size_t n)
 	return false;
 }
 
-/* obj.a.b... for a dotted path of at most two levels. */
-static cJSON *get_path(const cJSON *obj, const char *a, const char *b)
+/* root.a or root.a.b for a path of at most two levels ("winlog.channel"). */
+static cJSON *lookup(const cJSON *root, const char *path)
 {
-	cJSON *v = member(obj, a);
+	const char *dot = strchr(path, '.');
+	char a[32];
+	size_t n;
 
-	if (v && b)
-		v = member(v, b);
-	return v;
+	if (!dot)
+		return member(root, path);
+	n = (size_t)(dot - path);
+	if (n >= sizeof(a))
+		return NULL;
+	memcpy(a, path, n);
+	a[n] = '\0';
+	return member(member(root, a), dot + 1);
 }
 
 /* The first of the candidate paths holding a non-empty string. */
@@ -142,19 +150,8 @@ static const char *get_str(const cJSON *root, const char *const *paths,
 			   size_t *len)
 {
 	for (; *paths; paths++) {
-		char a[32];
-		const char *dot = strchr(*paths, '.');
-		cJSON *v;
+		cJSON *v = lookup(root, *paths);
 
-		if (dot) {
-			size_t n = (size_t)(dot - *paths);
-
-			memcpy(a, *paths, n);
-			a[n] = '\0';
-			v = get_path(root, a, dot + 1);
-		} else {
-			v = get_path(root, *paths, NULL);
-		}
 		if (cJSON_IsString(v) && v->valuestring[0]) {
 			if (len)
 				*len = strlen(v->valuestring);
@@ -169,19 +166,8 @@ static bool get_id(const cJSON *root, const char *const *paths,
 		   uint32_t *out)
 {
 	for (; *paths; paths++) {
-		char a[32];
-		const char *dot = strchr(*paths, '.');
-		cJSON *v;
+		cJSON *v = lookup(root, *paths);
 
-		if (dot) {
-			size_t n = (size_t)(dot - *paths);
-
-			memcpy(a, *paths, n);
-			a[n] = '\0';
-			v = get_path(root, a, dot + 1);
-		} else {
-			v = get_path(root, *paths, NULL);
-		}
 		/* a whole number (jansson's integers; cJSON keeps doubles,
 		 * exact up to 2^53) */
 		if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble)) {

@@ -10,6 +10,7 @@
  * counted. The file is replaced atomically: a temporary file in the same
  * directory, fsync, rename. */
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
