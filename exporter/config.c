@@ -310,6 +310,17 @@ char *cfg_path_join(const char *dir, const char *path)
 	return xasprintf("%s/%s", dir, path);
 }
 
+int cfg_target_path(const char *dir, const char *s, char **out, char *err,
+		    size_t errlen)
+{
+	if (!*s) {
+		snprintf(err, errlen, "empty path");
+		return -EINVAL;
+	}
+	*out = cfg_path_join(dir, s);
+	return *out ? 0 : -ENOMEM;
+}
+
 int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
 		 struct errbuf *eb, char **out)
 {

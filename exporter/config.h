@@ -63,6 +63,10 @@ int cfg_get_path(const struct cfg_node *n, const struct config *cfg,
 /* `path` made absolute against `dir` (NULL dir: left as is); a fresh
  * string, NULL when out of memory. */
 char *cfg_path_join(const char *dir, const char *path);
+/* A path target (file and store probes): *out = s joined to dir; -EINVAL
+ * with the reason in err when s is empty, -ENOMEM. */
+int cfg_target_path(const char *dir, const char *s, char **out, char *err,
+		    size_t errlen);
 
 /* A list of strings (a scalar counts as a one-item list). */
 int cfg_get_strings(const struct cfg_node *n, struct errbuf *eb,

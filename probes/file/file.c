@@ -164,19 +164,17 @@ static int file_parse_target(const void *cfg, const char *s, void **tp,
 {
 	const struct file_module *m = cfg;
 	struct file_target *t;
+	char *path;
+	int rc = cfg_target_path(m->dir, s, &path, err, errlen);
 
-	if (!*s) {
-		snprintf(err, errlen, "empty path");
-		return -EINVAL;
-	}
+	if (rc)
+		return rc;
 	t = xcalloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->pattern = cfg_path_join(m->dir, s);
-	if (!t->pattern) {
-		xfree(t);
+	if (!t) {
+		xfree(path);
 		return -ENOMEM;
 	}
+	t->pattern = path;
 	t->is_glob = strpbrk(s, "*?[") != NULL;
 	*tp = t;
 	return 0;

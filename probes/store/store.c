@@ -625,19 +625,17 @@ static int store_parse_target(const void *cfg, const char *s, void **tp,
 {
 	const struct store_module *m = cfg;
 	struct store_target *t;
+	char *path;
+	int rc = cfg_target_path(m->dir, s, &path, err, errlen);
 
-	if (!*s) {
-		snprintf(err, errlen, "empty path");
-		return -EINVAL;
-	}
+	if (rc)
+		return rc;
 	t = xcalloc(1, sizeof(*t));
-	if (!t)
-		return -ENOMEM;
-	t->path = cfg_path_join(m->dir, s);
-	if (!t->path) {
-		xfree(t);
+	if (!t) {
+		xfree(path);
 		return -ENOMEM;
 	}
+	t->path = path;
 	*tp = t;
 	return 0;
 }
