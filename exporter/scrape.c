@@ -523,11 +523,8 @@ static void stats_add(struct scrape_stats *dst, const struct scrape_stats *src)
  * thread where a thread start would cost more than it saves. */
 static size_t shard_count(size_t n, unsigned concurrency)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t w = cpus > 0 ? (size_t)cpus : 1;
+	size_t w = libctx_shards();	/* cores, at most SCRAPE_MAX_SHARDS */
 
-	if (w > SCRAPE_MAX_SHARDS)
-		w = SCRAPE_MAX_SHARDS;
 	if (w > n / SCRAPE_MIN_PER_SHARD)
 		w = n / SCRAPE_MIN_PER_SHARD;
 	if (w > concurrency)
