@@ -168,10 +168,20 @@ class TestHashmodReplicas(unittest.TestCase):
         self.assertEqual(sorted(up), sorted(self.targets), "a target vanished")
         for t in others:
             self.assertEqual(up[t], [("pki_probe_%d" % self.shard[t], 1.0)], t)
-        ts = self.prom.query_now('timestamp(pki_probe_success{job="pki_probe_%d"})'
-                                 % (1 - victim_shard))
-        self.assertEqual({l["instance"] for l, v in ts if v > stopped}, set(others),
-                         "the other replica kept probing its shard")
+        # the other replica keeps probing its shard: each of its targets gets
+        # a sample newer than the stop. Waited for, not read once: the victims
+        # can all be down before every other target's next scrape (each target
+        # has its own offset in the 1 s interval), which made a one-shot read
+        # flaky in CI.
+        def others_fresh():
+            ts = self.prom.query_now('timestamp(pki_probe_success{job="pki_probe_%d"})'
+                                     % (1 - victim_shard))
+            return {l["instance"] for l, v in ts if v > stopped} == set(others)
+        h.wait_until(others_fresh, 10, interval=0.5,
+                     what="the other replica kept probing its shard")
+        up = self.up_by_instance()
+        for t in others:
+            self.assertEqual(up[t], [("pki_probe_%d" % self.shard[t], 1.0)], t)
 
         # back on the same port: every target probed again, by the same replica
         victim.start(port=port)
