@@ -32,6 +32,7 @@ Environment:
 import atexit
 import calendar
 import datetime as _dt
+import fcntl
 import json
 import os
 import random
@@ -69,22 +70,66 @@ class HarnessError(Exception):
 # ---------------------------------------------------------------------------
 
 _handed_out_ports = set()
+_port_rng = random.SystemRandom()
+_port_lock_fd = None
+
+
+def _port_lock():
+    """One lock file for every test process on this machine; a port is
+    reserved by a POSIX record lock on its byte (released when the process
+    ends). None if the file cannot be opened (then only in-process)."""
+    global _port_lock_fd
+    if _port_lock_fd is None:
+        try:
+            _port_lock_fd = os.open(os.path.join(tempfile.gettempdir(), "pki-it-ports.lock"),
+                                    os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            _port_lock_fd = -1
+    return _port_lock_fd if _port_lock_fd >= 0 else None
+
+
+def _port_span():
+    """Ports below the kernel's ephemeral range: no outgoing connection of any
+    process is given one as its source port, so a port handed out here stays
+    free until the test binds it (or stays refused if nobody ever does)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        lo = 32768
+    top = min(lo, 65536) - 1
+    return (10000, top) if top >= 15000 else (1024, top)
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0).
+    """A TCP port on 127.0.0.1 that is free and reserved for this process.
 
-    Never returns the same port twice within one test process."""
-    for _ in range(50):
+    Never returns the same port twice within one test process, nor a port
+    another test process (ctest -j) holds: each is locked in a shared lock
+    file for the life of the process. A port that must stay unused (a
+    "connection refused" target) therefore stays unused."""
+    lo, hi = _port_span()
+    fd = _port_lock()
+    for _ in range(500):
+        port = _port_rng.randint(lo, hi)
+        if port in _handed_out_ports:
+            continue
+        if fd is not None:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port, os.SEEK_SET)
+            except OSError:
+                continue        # another test process holds it
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            if fd is not None:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, port, os.SEEK_SET)
+            continue
         finally:
             s.close()
-        if port not in _handed_out_ports:
-            _handed_out_ports.add(port)
-            return port
+        _handed_out_ports.add(port)
+        return port
     raise HarnessError("could not find a free port")
 
 
@@ -1545,6 +1590,25 @@ class PrometheusRunner:
                               what="a result for %s" % expr)
         except HarnessError as e:
             raise AssertionError("%s\nprometheus targets: %s" % (e, self.target_health()))
+
+    def query_until(self, expr, pred, timeout=20.0, what=None):
+        """Instant query, retried until pred(result) holds; the result.
+
+        For assertions on values: a one-shot read right after waiting for
+        something else can land on a scrape that is still in flight or was
+        cut by a loaded machine. A feature that is broken never satisfies
+        pred, so the test still fails (with the last result shown)."""
+        last = [None]
+
+        def ok():
+            last[0] = self.query_now(expr)
+            return pred(last[0])
+        try:
+            wait_until(ok, timeout, interval=0.25, what=what or "%s to hold" % expr)
+        except HarnessError as e:
+            raise AssertionError("%s\nlast result: %r\nprometheus targets: %s"
+                                 % (e, last[0], self.target_health()))
+        return last[0]
 
     def query_raw(self, expr, time_=None):
         """Instant query without retries: the API's whole answer (a dict

@@ -296,7 +296,7 @@ class Scenario:
         T["srv"] = "_sipfederationtls._tcp.e2e.test"
 
         # events
-        self.udp_port = self._free_udp_port()
+        self.udp_port = h.free_udp_tcp_port()
         self.tcp_port = h.free_port()
         self.missing_input = os.path.join(d, "nxlog", "windows.json")
         self.ldap_url = ("ldap:///CN=E2E%20Issuing%20CA,CN=e2e,CN=CDP,CN=Public%20Key%20Services,"
@@ -378,26 +378,14 @@ class Scenario:
         return self
 
     def _scrapes(self):
-        res = self.prom.query_now('count_over_time(up{job="pki"}[5m])')
-        ok = self.prom.query_now('min_over_time(up{job="pki"}[5m])')
-        return int(res[0][1]) if res and ok and ok[0][1] == 1 else 0
+        """Successful scrapes of the exporter by Prometheus so far (one scrape
+        that missed its 2 s on a loaded machine only delays the count)."""
+        res = self.prom.query_now('sum_over_time(up{job="pki"}[5m])')
+        return int(res[0][1]) if res else 0
 
     def _events_total(self):
         m, _ = self.exporter.scrape(scrape_timeout=20, timeout=30)
         return sum(v for _, v in m.find("pki_events_total"))
-
-    @staticmethod
-    def _free_udp_port():
-        while True:
-            p = h.free_port()
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.bind(("127.0.0.1", p))
-                return p
-            except OSError:
-                continue
-            finally:
-                s.close()
 
     def send_raw(self, line):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -451,7 +439,9 @@ def fmt_result(doc, limit=600):
 class Setup(unittest.TestCase):
     def test_scenario_is_what_the_tests_assume(self):
         m = SC.metrics
-        self.assertLess(SC.setup_seconds, 60, "the scenario took too long to build")
+        # generous: ~240 openssl runs and Prometheus' scrapes, under ASan on a
+        # loaded 2-core machine; a hang would take far longer
+        self.assertLess(SC.setup_seconds, 150, "the scenario took too long to build")
         self.assertEqual(m.value("pki_exporter_config_last_reload_successful"), 0.0)
         self.assertGreater(m.value("pki_tls_client_ca_names_bytes", target=SC.T["mtls"]), 16384)
         self.assertEqual(m.value("pki_tls_chain_complete", target=SC.T["nointer"]), 0.0)
@@ -471,7 +461,15 @@ class DashboardQueries(unittest.TestCase):
         for dash, title, ref, expr, _ in qs:
             q = promql(expr)
             with self.subTest(dashboard=dash, panel=title, refId=ref):
-                doc = SC.prom.query_raw(q)
+                # retried while empty: right after a scrape that missed its
+                # deadline a series is stale for a moment
+                deadline = time.monotonic() + 10
+                while True:
+                    doc = SC.prom.query_raw(q)
+                    if (doc.get("status") != "success" or doc["data"]["resultType"] == "scalar"
+                            or doc["data"]["result"] or time.monotonic() > deadline):
+                        break
+                    time.sleep(0.5)
                 self.assertEqual(doc.get("status"), "success",
                                  "%s\n-> %s" % (q, doc.get("error")))
                 data = doc["data"]
@@ -606,6 +604,18 @@ class RuleQueries(unittest.TestCase):
                 for a in active))))
 
     def test_good_endpoint_raises_nothing_and_thresholds_are_there(self):
+        def offending(a):
+            return (a["labels"].get("target") == SC.T["good"]
+                    or a["labels"]["alertname"] in ("PkiAlertThresholdsMissing",
+                                                    "PkiExporterDown")
+                    or a["labels"].get("severity") not in ("warning", "critical"))
+        # polled: one scrape cut short on a loaded machine can leave an alert
+        # pending for an evaluation; one that stays is a real failure
+        try:
+            h.wait_until(lambda: not any(offending(a) for a in SC.prom.alerts()), 20,
+                         interval=1, what="no alert on the good endpoint")
+        except h.HarnessError:
+            pass  # the assertions below name the alert
         active = SC.prom.alerts()
         for a in active:
             with self.subTest(alert=a["labels"]["alertname"]):

@@ -104,19 +104,6 @@ def per_input(m, name, inp):
     return vals[0][1] if vals else None
 
 
-def free_udp_port():
-    while True:
-        p = h.free_port()
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind(("127.0.0.1", p))
-            return p
-        except OSError:
-            continue
-        finally:
-            s.close()
-
-
 def setUpModule():
     h.exporter_binary()
     if not os.path.isdir(EVENTS):
@@ -132,7 +119,7 @@ class EventsCase(unittest.TestCase):
         cls.tmp = h.TempDir("pki-events-")
         cls.addClassCleanup(cls.tmp.cleanup)
         cls.dir = cls.tmp.path
-        cls.udp = free_udp_port()
+        cls.udp = h.free_udp_tcp_port()
         cls.tcp = h.free_port()
         cls.tcp_octet = h.free_port()
         cls.files = {n: os.path.join(cls.dir, n) for n in
@@ -497,7 +484,7 @@ class ThroughPrometheus(unittest.TestCase):
     def test_rate(self):
         tmp = h.TempDir("pki-events-prom-")
         self.addCleanup(tmp.cleanup)
-        port = free_udp_port()
+        port = h.free_udp_tcp_port()
         exp = h.Exporter(tmp.path, """
 events:
   rules_file: %s

@@ -448,7 +448,9 @@ class TestScrapeDeadlineCutsHostilePeers(HostileCase):
     def test_scrapes_answer_on_time(self):
         for r, elapsed in self.scrapes:
             self.assertEqual(r.status, 200, r.text[:2000])
-            self.assertLess(elapsed, self.HEADER + 0.3, "scrape took %.2fs" % elapsed)
+            # budget 1.5 s; the hangers' own timeout (3 s) is what a missing
+            # deadline would show: 0.7 s over the header still tells them apart
+            self.assertLess(elapsed, self.HEADER + 0.7, "scrape took %.2fs" % elapsed)
 
     def test_hangers_cut_at_the_deadline(self):
         for i in range(len(self.scrapes)):
@@ -537,7 +539,10 @@ class TestManyOpenSockets(unittest.TestCase):
         cfg = h.exporter_config(
             global_={"scrape_timeout": "30s", "concurrency": 2 * cls.N,
                      "max_inflight": 2 * cls.N},
-            modules={"hang": {"prober": "tls", "timeout": "%ds" % MODULE_TIMEOUT},
+            # 6 s (not MODULE_TIMEOUT): all 1,100 probes must be connected
+            # at once, which takes a few seconds under ASan on a loaded
+            # machine; the scrape header (8 s) still bounds the scrape
+            modules={"hang": {"prober": "tls", "timeout": "6s"},
                      "good": {"prober": "tls", "timeout": "2s",
                               "tls": {"ca_file": FIX.root.cert}}},
             targets=[("hang", cls.targets), ("good", [FIX.t(FIX.p_good)])])
@@ -915,7 +920,7 @@ class TestHostileSyslog(unittest.TestCase):
         # stopped mid-line answers at once and is valid
         t0 = time.monotonic()
         r = self.exp.get("/metrics", timeout=10)
-        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertLess(time.monotonic() - t0, 5.0)   # a hang would hit the 10 s
         rc, out = h.promtool_check_metrics(r.text)
         self.assertEqual((rc, out.strip()), (0, ""), out)
         m = h.Metrics(r.text)

@@ -903,7 +903,7 @@ class Cache(unittest.TestCase):
         self.assertEqual(m.value("pki_crl_from_cache", module="crl_once", url=url), 1)
         self.assertEqual(m.value("pki_crl_fetch_success", module="crl_once", url=url), 1)
         self.assertEqual(FIX.web.count("/slowcrl.crl") - before, 1)
-        self.assertLess(took, 1.0)
+        self.assertLess(took, 1.4)   # a real fetch sleeps 1.5 s in the server
 
     def test_failed_fetch_keeps_last_good_dates(self):
         p = FIX.pki
