@@ -116,21 +116,62 @@ static int hostname_match(const struct tls_conn *c, X509 *leaf)
 	return X509_check_host(leaf, name, 0, 0, NULL) == 1;
 }
 
-/* Complete as sent: a path from the leaf to a self-signed anchor using only
- * the certificates the server sent. A missing issuer is the only failure
- * that counts; expiry and untrusted roots are other metrics' business. */
+static bool is_issuer_err(long err)
+{
+	return err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+	       err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT;
+}
+
+static bool was_sent(const struct tls_conn *c, X509 *x)
+{
+	for (int i = 0; i < sk_X509_num(c->sent); i++)
+		if (X509_cmp(sk_X509_value(c->sent, i), x) == 0)
+			return true;
+	return false;
+}
+
+/* Does the trust store hold an issuer of x (then not a self-signed one:
+ * x was verified against the anchors alone and found none)? */
+static bool store_has_issuer(X509_STORE *store, X509 *x)
+{
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	X509 *issuer = NULL;
+	bool found;
+
+	if (!ctx || !X509_STORE_CTX_init(ctx, store, x, NULL)) {
+		X509_STORE_CTX_free(ctx);
+		return false;
+	}
+	found = X509_STORE_CTX_get1_issuer(&issuer, ctx, x) == 1;
+	X509_free(issuer);
+	X509_STORE_CTX_free(ctx);
+	return found;
+}
+
+/* Complete as sent: the certificates the server sent lead from its leaf to
+ * a self-signed anchor, or up to a CA certificate whose issuer is nowhere
+ * (neither sent nor in the trust store). The latter is an unknown root,
+ * which servers need not send: whether it is trusted is
+ * pki_tls_chain_verified's business, and calling it a missing
+ * intermediate would send the admin to fix the wrong thing. Incomplete:
+ * the leaf's own issuer was not sent, or the top of what was sent is
+ * issued by an intermediate of the trust store (the server should send
+ * it). Expiry does not count here. 1, 0, or -1 when it cannot tell. */
 int tls_chain_complete(const struct tls_conn *c)
 {
 	const struct tls_module *m = c->p->m;
+	X509_STORE *all = SSL_CTX_get_cert_store(m->base);
 	X509_STORE_CTX *ctx;
-	X509 *leaf = sk_X509_value(c->sent, 0);
-	int err, ok;
+	X509 *leaf = sk_X509_value(c->sent, 0), *top;
+	int err, ok, complete;
 
-	if (!m->roots)	/* the trust store is roots only: same answer */
-		return c->verify != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY &&
-		       c->verify != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT;
+	/* a trust store of roots only: the verification already done is the
+	 * same walk, and only a missing issuer needs a closer look */
+	if (!m->roots && !is_issuer_err(c->verify))
+		return 1;
 	ctx = X509_STORE_CTX_new();
-	if (!ctx || !X509_STORE_CTX_init(ctx, m->roots, leaf, c->sent)) {
+	if (!ctx || !X509_STORE_CTX_init(ctx, m->roots ? m->roots : all, leaf,
+					 c->sent)) {
 		X509_STORE_CTX_free(ctx);
 		return -1;
 	}
@@ -138,9 +179,18 @@ int tls_chain_complete(const struct tls_conn *c)
 				    X509_V_FLAG_NO_CHECK_TIME);
 	ok = X509_verify_cert(ctx);
 	err = X509_STORE_CTX_get_error(ctx);
+	if (ok == 1 || !is_issuer_err(err)) {
+		X509_STORE_CTX_free(ctx);
+		return 1;
+	}
+	/* the certificate whose issuer is missing */
+	top = X509_STORE_CTX_get_current_cert(ctx);
+	if (!top || X509_cmp(top, leaf) == 0 || !was_sent(c, top))
+		complete = 0;
+	else
+		complete = !(m->roots && store_has_issuer(all, top));
 	X509_STORE_CTX_free(ctx);
-	return ok == 1 || (err != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY &&
-			   err != X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT);
+	return complete;
 }
 
 static void emit_urls(struct probe_run *run, const char *address,
@@ -234,10 +284,14 @@ void tls_report_conn(struct probe_run *run, const struct tls_conn *c)
 		expo_add(run->out, &M_STARTTLS_ERR, run->order, 1, "module",
 			 mod, "target", tgt, "address", c->address, "error",
 			 c->starttls_err, NULL);
-	if (c->handshake_ok) {
+	if (c->handshake_ok)
 		expo_add(run->out, &M_VERSION, run->order, 1, "module", mod,
 			 "target", tgt, "address", c->address, "version",
 			 c->version, "cipher", c->cipher, NULL);
+	/* Known once the handshake got that far: a server that demands a
+	 * client certificate and refuses us has still sent its list of CA
+	 * names, and that is when an oversized list matters most. */
+	if (c->handshake_ok || c->cert_requested) {
 		expo_add(run->out, &M_CERT_REQ, run->order, c->cert_requested,
 			 "module", mod, "target", tgt, "address", c->address,
 			 NULL);

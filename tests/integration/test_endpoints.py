@@ -209,6 +209,26 @@ class EndpointsFixture:
         self.nointer = leaf("chain-nointer", "nointer.chain.test", ["DNS:nointer.chain.test"])
         self.p_full = ngx.add(self.full, chain=[self.inter])
         self.p_nointer = ngx.add(self.nointer)          # intermediate not sent
+        # a root nobody trusts here: its leaf + intermediate sent in full
+        self.other_root = pki.root_ca(name="other-root", cn="Partner Private Root CA",
+                                      key="ec")
+        self.other_inter = pki.intermediate_ca(self.other_root, name="other-inter",
+                                               cn="Partner Private Issuing CA")
+        self.other = leaf("chain-other", "other.chain.test", ["DNS:other.chain.test"],
+                          issuer=self.other_inter)
+        self.p_other = ngx.add(self.other, chain=[self.other_inter])
+        self.p_other_leafonly = ngx.add(self.other)
+        # three tiers (root -> policy CA -> issuing CA -> leaf): the server
+        # sends leaf + issuing CA, the policy CA is only in the trust store
+        self.policy_ca = pki.intermediate_ca(self.root, name="policy-ca",
+                                             cn="PKI Test Policy CA")
+        self.issuing_ca = pki.intermediate_ca(self.policy_ca, name="issuing-ca",
+                                              cn="PKI Test Issuing CA")
+        self.tier3 = leaf("chain-tier3", "tier3.chain.test", ["DNS:tier3.chain.test"],
+                          issuer=self.issuing_ca)
+        self.p_tier3 = ngx.add(self.tier3, chain=[self.issuing_ca])
+        self.p_tier3_full = ngx.add(self.tier3, chain=[self.issuing_ca, self.policy_ca])
+        self.tier3_bundle = pki.chain_file("tier3-bundle", [self.root, self.policy_ca])
 
         # -- 3. weak signatures and keys (leaves signed by the RSA root)
         self.w_sha1 = leaf("w-sha1", "sha1.weak.test", ["DNS:sha1.weak.test"],
@@ -615,11 +635,16 @@ class TestChainComplete(ExporterCase):
     def setUpClass(cls):
         cls.T_full = t(FIX.p_full)
         cls.T_nointer = t(FIX.p_nointer)
+        cls.T_other, cls.T_other_leaf = t(FIX.p_other), t(FIX.p_other_leafonly)
+        cls.T_tier3, cls.T_tier3_full = t(FIX.p_tier3), t(FIX.p_tier3_full)
         cls.exp = cls.start_exporter(
             modules={"bundle": tls_module(FIX.bundle),        # root + intermediate
-                     "rootonly": tls_module(FIX.root_file)},
-            targets=[("bundle", [cls.T_full, cls.T_nointer]),
-                     ("rootonly", [cls.T_full, cls.T_nointer])])
+                     "rootonly": tls_module(FIX.root_file),
+                     "tier3": tls_module(FIX.tier3_bundle)},  # root + policy CA
+            targets=[("bundle", [cls.T_full, cls.T_nointer, cls.T_other]),
+                     ("rootonly", [cls.T_full, cls.T_nointer, cls.T_other,
+                                   cls.T_other_leaf]),
+                     ("tier3", [cls.T_tier3, cls.T_tier3_full])])
         cls.m = cls.scrape(cls.exp)
 
     def test_missing_intermediate_verifies_with_bundle_but_is_incomplete(self):
@@ -660,6 +685,34 @@ class TestChainComplete(ExporterCase):
         self.assertIn(labels["code"], ("20", "21"))  # unable to get local issuer / verify first
         self.assertEqual(self.m.find("pki_tls_verified_chain_not_after_timestamp_seconds",
                                      module="rootonly", target=self.T_nointer), [])
+
+    def test_untrusted_root_with_full_chain_is_complete(self):
+        # leaf + intermediate sent, the root is nobody's here: the chain
+        # does not verify (code 20) but nothing is missing from what the
+        # server sends, with a roots-only store and with a bundle alike
+        for mod in ("rootonly", "bundle"):
+            self.assertValue(self.m, "pki_tls_chain_verified", 0.0, module=mod,
+                             target=self.T_other)
+            labels, _ = self.m.one("pki_tls_chain_verified_info", module=mod,
+                                   target=self.T_other)
+            self.assertEqual(labels["code"], "20")
+            self.assertValue(self.m, "pki_tls_chain_complete", 1.0, module=mod,
+                             target=self.T_other)
+        # its leaf alone: the issuing CA is not sent
+        self.assertValue(self.m, "pki_tls_chain_complete", 0.0, module="rootonly",
+                         target=self.T_other_leaf)
+
+    def test_middle_intermediate_missing(self):
+        # the policy CA is in the trust store but not sent: verifies,
+        # incomplete; sent in full: complete
+        self.assertValue(self.m, "pki_tls_chain_verified", 1.0, module="tier3",
+                         target=self.T_tier3)
+        self.assertValue(self.m, "pki_tls_chain_complete", 0.0, module="tier3",
+                         target=self.T_tier3)
+        self.assertValue(self.m, "pki_tls_chain_verified", 1.0, module="tier3",
+                         target=self.T_tier3_full)
+        self.assertValue(self.m, "pki_tls_chain_complete", 1.0, module="tier3",
+                         target=self.T_tier3_full)
 
 
 # ---------------------------------------------------------------------------
@@ -805,6 +858,22 @@ class TestMutualTLS(ExporterCase):
                          target=self.T_ss12)
         labels, _ = self.m.one("pki_tls_failure_info", module="nocert", target=self.T_ss12)
         self.assertEqual((labels["stage"], labels["reason"]), ("handshake", "tls_alert"))
+        self.assert_ca_names_of_refusal(self.T_ss12)
+
+    def assert_ca_names_of_refusal(self, target):
+        # refused for want of a client certificate, the server has still
+        # sent its request and CA list (s_server -CAfile: the one root):
+        # reported, so an oversized list is seen exactly when it bites
+        root_name = h.der_cert_subject(h.pem_certs_der(FIX.root_file)[0])
+        self.assertValue(self.m, "pki_tls_client_cert_requested", 1.0, module="nocert",
+                         target=target)
+        self.assertValue(self.m, "pki_tls_client_ca_names", 1.0, module="nocert",
+                         target=target)
+        self.assertValue(self.m, "pki_tls_client_ca_names_bytes", float(len(root_name)),
+                         module="nocert", target=target)
+        # and no version for a handshake that did not complete
+        self.assertEqual(self.m.find("pki_tls_version_info", module="nocert", target=target),
+                         [])
 
     def test_required_client_cert_tls13_with_cert(self):
         self.assertValue(self.m, "pki_tls_handshake_success", 1.0, module="withcert",
@@ -824,6 +893,7 @@ class TestMutualTLS(ExporterCase):
                          target=self.T_ss13)
         labels, _ = self.m.one("pki_tls_failure_info", module="nocert", target=self.T_ss13)
         self.assertEqual((labels["stage"], labels["reason"]), ("handshake", "tls_alert"))
+        self.assert_ca_names_of_refusal(self.T_ss13)
 
 
 # ---------------------------------------------------------------------------
@@ -1106,6 +1176,19 @@ class TestCheckCommand(ExporterCase):
             "   FAIL expires in %d days" % self.days(c, t0, t1),
             "   FAIL server did not send its intermediate certificate",
             "=> PROBLEM", ""]
+
+    def test_untrusted_root_is_named_not_a_missing_intermediate(self):
+        # leaf + intermediate of a root the --ca-file does not hold
+        cp, _, _ = self.run_check("127.0.0.1:%d" % FIX.p_other)
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        lines = cp.stdout.splitlines()
+        self.assertIn("   FAIL untrusted root", lines, cp.stdout)
+        self.assertNotIn("   FAIL server did not send its intermediate certificate", lines,
+                         cp.stdout)
+        # the leaf alone: that one is missing its intermediate
+        cp, _, _ = self.run_check("127.0.0.1:%d" % FIX.p_other_leafonly)
+        self.assertIn("   FAIL server did not send its intermediate certificate",
+                      cp.stdout.splitlines(), cp.stdout)
 
     def test_fixture_days(self):
         now = time.time()
