@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "csv.h"
 #include "events/events.h"
@@ -449,11 +451,161 @@ static int dns_server_check(const char *s)
 	return 0;
 }
 
+int cfg_get_dns_servers(const struct cfg_node *n, struct errbuf *eb,
+			char ***list, size_t *count, char **csv)
+{
+	struct buf b;
+	int bad = 0;
+
+	if (cfg_get_strings(n, eb, list, count))
+		return -EINVAL;
+	for (size_t k = 0; k < *count; k++) {
+		struct cfg_node at = *n;
+
+		if (cfg_is_seq(n))
+			cfg_seq_item(n, k, &at);
+		if (dns_server_check((*list)[k])) {
+			errbuf_add(eb, &at,
+				   "dns_servers: '%s' is not an IP address "
+				   "with an optional port",
+				   (*list)[k]);
+			bad = 1;
+		}
+	}
+	xfree(*csv);	/* a duplicate key */
+	*csv = NULL;	/* none: the system's resolver configuration */
+	if (*count == 0)
+		return bad ? -EINVAL : 0;
+	buf_init(&b, 4096);
+	for (size_t k = 0; k < *count; k++) {
+		if (k)
+			buf_putc(&b, ',');
+		buf_puts(&b, (*list)[k]);
+	}
+	*csv = buf_steal(&b, NULL);
+	return bad ? -EINVAL : 0;
+}
+
+bool cfg_module_common_key(const char *key)
+{
+	return strcmp(key, "prober") == 0 || strcmp(key, "timeout") == 0 ||
+	       strcmp(key, "allow_targets") == 0;
+}
+
+static void allow_free(struct cfg_module *m)
+{
+	for (size_t i = 0; i < m->nallow; i++)
+		pcre2_code_free(m->allow[i]);
+	xfree(m->allow);
+	m->allow = NULL;
+	m->nallow = 0;
+}
+
+/* `allow_targets:` PCRE2 patterns, each matched against the whole target
+ * (anchored at both ends, so `.*\.corp\.example:443` cannot be
+ * satisfied by a prefix). Compiled at load: a bad pattern is a config error
+ * with its line and PCRE2's reason. */
+static int parse_allow(const struct cfg_node *v, struct cfg_module *m,
+		       struct errbuf *eb)
+{
+	char **pat = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	allow_free(m);	/* a duplicate key is reported elsewhere */
+	if (cfg_get_strings(v, eb, &pat, &n))
+		return -EINVAL;
+	m->allow = xcalloc(n ? n : 1, sizeof(*m->allow));
+	if (!m->allow) {
+		cfg_strings_free(pat, n);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < n; k++) {
+		struct cfg_node at = *v;
+		PCRE2_SIZE off;
+		int ec;
+		pcre2_code *re;
+
+		if (cfg_is_seq(v))
+			cfg_seq_item(v, k, &at);
+		re = pcre2_compile((PCRE2_SPTR)pat[k], PCRE2_ZERO_TERMINATED,
+				   PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec,
+				   &off, NULL);
+		if (!re) {
+			PCRE2_UCHAR msg[256];
+
+			pcre2_get_error_message(ec, msg, sizeof(msg));
+			errbuf_add(eb, &at,
+				   "allow_targets: '%s': %s at offset %zu",
+				   pat[k], (const char *)msg, (size_t)off);
+			rc = -EINVAL;
+			continue;
+		}
+		m->allow[m->nallow++] = re;
+	}
+	cfg_strings_free(pat, n);
+	return rc;
+}
+
+bool config_allowed(const struct cfg_module *m, const char *target)
+{
+	pcre2_match_context *mc;
+	bool ok = false;
+
+	if (!m->nallow)
+		return false;
+	/* bounded backtracking: a pattern written carelessly must not turn
+	 * a request into a CPU sink; hitting a limit is a refusal */
+	mc = pcre2_match_context_create(NULL);
+	if (!mc)
+		return false;
+	pcre2_set_match_limit(mc, 100000);
+	pcre2_set_depth_limit(mc, 1000);
+	for (size_t i = 0; i < m->nallow && !ok; i++) {
+		pcre2_match_data *md =
+			pcre2_match_data_create_from_pattern(m->allow[i], NULL);
+
+		if (!md)
+			break;
+		ok = pcre2_match(m->allow[i], (PCRE2_SPTR)target,
+				 strlen(target), 0, 0, md, mc) >= 0;
+		pcre2_match_data_free(md);
+	}
+	pcre2_match_context_free(mc);
+	return ok;
+}
+
+int config_adhoc_target(const struct cfg_module *m, const char *name,
+			struct cfg_target *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (!config_allowed(m, name))
+		return -EPERM;
+	if (m->ops->parse_target(m->pcfg, name, &out->tcfg, err, errlen))
+		return -EINVAL;
+	out->module = m;
+	out->name = xstrdup(name);
+	if (!out->name) {
+		m->ops->target_free(out->tcfg);
+		out->tcfg = NULL;
+		out->module = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+void config_adhoc_target_free(struct cfg_target *t)
+{
+	if (t->module)
+		t->module->ops->target_free(t->tcfg);
+	xfree(t->name);
+	memset(t, 0, sizeof(*t));
+}
+
 static int parse_global(const struct cfg_node *n, struct config *cfg,
 			struct errbuf *eb)
 {
 	struct cfg_global *g = &cfg->global;
-	struct buf csv;
 
 	if (!cfg_is_map(n)) {
 		errbuf_add(eb, n, "global: expected a mapping");
@@ -477,37 +629,17 @@ static int parse_global(const struct cfg_node *n, struct config *cfg,
 			if (cfg_get_uint(&p.vnode, eb, 1, 1048576, &u) == 0)
 				g->max_inflight = (unsigned)u;
 		} else if (strcmp(p.key, "dns_servers") == 0) {
-			if (cfg_get_strings(&p.vnode, eb, &g->dns_servers,
-					    &g->ndns))
-				continue;
-			for (size_t k = 0; k < g->ndns; k++) {
-				struct cfg_node at = p.vnode;
-
-				if (cfg_is_seq(&p.vnode))
-					cfg_seq_item(&p.vnode, k, &at);
-				if (dns_server_check(g->dns_servers[k]))
-					errbuf_add(eb, &at,
-						   "dns_servers: '%s' is not an "
-						   "IP address with an optional "
-						   "port",
-						   g->dns_servers[k]);
-			}
+			cfg_strings_free(g->dns_servers, g->ndns);
+			g->dns_servers = NULL;
+			g->ndns = 0;
+			cfg_get_dns_servers(&p.vnode, eb, &g->dns_servers,
+					    &g->ndns, &g->dns_csv);
 		} else if (strcmp(p.key, "proxy") == 0) {
 			cfg_get_string(&p.vnode, eb, &g->proxy);
 		} else {
 			errbuf_add(eb, &p.knode, "global: unknown key '%s'",
 				   p.key);
 		}
-	}
-	if (g->ndns) {
-		buf_init(&csv, 4096);
-		for (size_t k = 0; k < g->ndns; k++) {
-			if (k)
-				buf_putc(&csv, ',');
-			buf_puts(&csv, g->dns_servers[k]);
-		}
-		xfree(g->dns_csv);	/* a duplicate `global:` key */
-		g->dns_csv = buf_steal(&csv, NULL);
 	}
 	return 0;
 }
@@ -591,8 +723,20 @@ static int parse_modules(const struct cfg_node *n, struct config *cfg,
 			m->timeout = cfg->global.scrape_timeout;
 		if (m->ops->parse(mn, cfg, &m->pcfg, eb))
 			continue;
+		for (size_t k = 0; k < cfg_len(mn); k++) {
+			struct cfg_pair q;
+
+			cfg_map_pair(mn, k, &q);
+			if (strcmp(q.key, "allow_targets") == 0 &&
+			    parse_allow(&q.vnode, m, eb) == -ENOMEM) {
+				allow_free(m);
+				m->ops->cfg_free(m->pcfg);
+				return -ENOMEM;
+			}
+		}
 		m->name = xstrdup(p.key);
 		if (!m->name) {
+			allow_free(m);
 			m->ops->cfg_free(m->pcfg);
 			return -ENOMEM;
 		}
@@ -1205,6 +1349,7 @@ void config_free(struct config *cfg)
 	xfree(cfg->targets);
 	for (size_t i = 0; i < cfg->nmodules; i++) {
 		cfg->modules[i].ops->cfg_free(cfg->modules[i].pcfg);
+		allow_free(&cfg->modules[i]);
 		xfree(cfg->modules[i].name);
 	}
 	xfree(cfg->modules);

@@ -68,10 +68,21 @@ char *cfg_path_join(const char *dir, const char *path);
 int cfg_target_path(const char *dir, const char *s, char **out, char *err,
 		    size_t errlen);
 
+/* Module keys config.c handles for every prober (prober, timeout,
+ * allow_targets): a probe's parse skips them. */
+bool cfg_module_common_key(const char *key);
+
 /* A list of strings (a scalar counts as a one-item list). */
 int cfg_get_strings(const struct cfg_node *n, struct errbuf *eb,
 		    char ***out, size_t *count);
 void cfg_strings_free(char **v, size_t n);
+/* `dns_servers:` (global or a module's): a list of IP addresses with an
+ * optional port ("192.0.2.53", "192.0.2.53:5353", "[2001:db8::53]:53"),
+ * each checked (errors at the item's line); *list and *count as
+ * cfg_get_strings, *csv (freed first) the c-ares CSV form, NULL for an
+ * empty list. 0 or -EINVAL. */
+int cfg_get_dns_servers(const struct cfg_node *n, struct errbuf *eb,
+			char ***list, size_t *count, char **csv);
 
 #define DURATION_MAX (10 * 365 * 86400.0)	/* seconds */
 
@@ -100,6 +111,10 @@ struct cfg_module {
 	char *name;
 	const struct probe_ops *ops;
 	double timeout;		/* seconds */
+	/* `allow_targets:` compiled (pcre2_code *): unconfigured targets
+	 * /probe may run with this module; see config_allowed() */
+	void **allow;
+	size_t nallow;
 	bool from_stores;	/* made from a `stores:` entry */
 	size_t ntargets;	/* targets of this module, counted at load */
 	void *pcfg;		/* owned, freed by ops->cfg_free */
@@ -157,5 +172,17 @@ const struct cfg_module *config_module(const struct config *cfg,
 				       const char *name);
 const struct cfg_target *config_target(const struct config *cfg,
 				       const char *module, const char *target);
+
+/* Does one of the module's `allow_targets` patterns match the whole
+ * target? (false without patterns, and when a pattern hits PCRE2's match
+ * limits) */
+bool config_allowed(const struct cfg_module *m, const char *target);
+/* A target outside the configuration, for /probe: allowed by m's
+ * allow_targets and parsed as a configured one would be. 0, -EPERM (not
+ * allowed), -EINVAL (the parser's reason in err) or -ENOMEM. Release with
+ * config_adhoc_target_free (also after a failure). */
+int config_adhoc_target(const struct cfg_module *m, const char *name,
+			struct cfg_target *out, char *err, size_t errlen);
+void config_adhoc_target_free(struct cfg_target *t);
 
 #endif

@@ -281,6 +281,49 @@ static enum MHD_Result probe_arg(void *cls, enum MHD_ValueKind kind,
 	return MHD_YES;
 }
 
+/* A target the module's allow_targets admits (blackbox style: targets from
+ * Prometheus' service discovery): parsed as a configured one, probed in a
+ * view of the configuration holding just it, freed when the body is
+ * rendered (the body never points into the configuration). */
+static enum MHD_Result serve_adhoc(struct http *h, struct MHD_Connection *c,
+				   const struct config *cfg,
+				   const struct cfg_module *m, const char *tgt,
+				   bool head)
+{
+	struct cfg_target t;
+	struct config view;
+	size_t idx = 0;
+	char err[256] = "";
+	enum MHD_Result ret;
+
+	switch (config_adhoc_target(m, tgt, &t, err, sizeof(err))) {
+	case 0:
+		break;
+	case -EPERM:
+		config_adhoc_target_free(&t);
+		return respond_text(c, MHD_HTTP_FORBIDDEN,
+				    "target is not configured for this "
+				    "module, nor matched by its "
+				    "allow_targets\n");
+	case -EINVAL:
+		config_adhoc_target_free(&t);
+		return respond_text(c, MHD_HTTP_BAD_REQUEST,
+				    "target is not valid for this module: "
+				    "%s\n",
+				    err);
+	default:
+		config_adhoc_target_free(&t);
+		return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				    "out of memory\n");
+	}
+	view = *cfg;
+	view.targets = &t;
+	view.ntargets = 1;
+	ret = serve_scrape(h, c, &view, &idx, 1, false, head);
+	config_adhoc_target_free(&t);
+	return ret;
+}
+
 static enum MHD_Result serve_probe(struct http *h, struct MHD_Connection *c,
 				  bool head)
 {
@@ -318,16 +361,16 @@ static enum MHD_Result serve_probe(struct http *h, struct MHD_Connection *c,
 		return respond_text(c, MHD_HTTP_BAD_REQUEST,
 				    "unknown module\n");
 	}
-	/* only configured targets: /probe must not become a scanner */
+	/* only configured or allow-listed targets: /probe must not become
+	 * a scanner */
 	t = config_target(cfg, mod, tgt);
-	if (!t) {
-		app_put(h->app, cfg);
-		return respond_text(c, MHD_HTTP_FORBIDDEN,
-				    "target is not configured for this "
-				    "module\n");
+	if (t) {
+		idx = (size_t)(t - cfg->targets);
+		ret = serve_scrape(h, c, cfg, &idx, 1, false, head);
+	} else {
+		ret = serve_adhoc(h, c, cfg, config_module(cfg, mod), tgt,
+				  head);
 	}
-	idx = (size_t)(t - cfg->targets);
-	ret = serve_scrape(h, c, cfg, &idx, 1, false, head);
 	app_put(h->app, cfg);
 	return ret;
 }

@@ -299,7 +299,7 @@ static int crl_parse_module(const struct cfg_node *n, const struct config *cfg,
 		struct cfg_pair p;
 
 		cfg_map_pair(n, i, &p);
-		if (strcmp(p.key, "prober") == 0 || strcmp(p.key, "timeout") == 0)
+		if (cfg_module_common_key(p.key))
 			continue;	/* handled by config.c */
 		if (!crl_fetch_cfg_key(&p, cfg, &m->fc, eb))
 			errbuf_add(eb, &p.knode,

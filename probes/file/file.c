@@ -124,8 +124,7 @@ static int file_parse(const struct cfg_node *n, const struct config *cfg,
 		struct cfg_pair p;
 
 		cfg_map_pair(n, i, &p);
-		if (strcmp(p.key, "prober") == 0 ||
-		    strcmp(p.key, "timeout") == 0) {
+		if (cfg_module_common_key(p.key)) {
 			continue;	/* handled by config.c */
 		} else if (strcmp(p.key, "password_file") == 0) {
 			char *path = NULL;

@@ -584,8 +584,7 @@ static int store_parse(const struct cfg_node *n, const struct config *cfg,
 		struct cfg_pair p;
 
 		cfg_map_pair(n, i, &p);
-		if (strcmp(p.key, "prober") == 0 ||
-		    strcmp(p.key, "timeout") == 0 ||
+		if (cfg_module_common_key(p.key) ||
 		    (cfg->in_stores && (strcmp(p.key, "name") == 0 ||
 					strcmp(p.key, "path") == 0))) {
 			continue;	/* handled by config.c */

@@ -385,19 +385,9 @@ static void parse_module_key(const struct cfg_pair *p,
 	} else if (strcmp(p->key, "dns_servers") == 0) {
 		char **v = NULL;
 		size_t n = 0;
-		struct buf csv;
 
-		if (cfg_get_strings(&p->vnode, eb, &v, &n))
-			return;
-		buf_init(&csv, 4096);
-		for (size_t k = 0; k < n; k++) {
-			if (k)
-				buf_putc(&csv, ',');
-			buf_puts(&csv, v[k]);
-		}
+		cfg_get_dns_servers(&p->vnode, eb, &v, &n, &m->dns_csv);
 		cfg_strings_free(v, n);
-		xfree(m->dns_csv);
-		m->dns_csv = buf_steal(&csv, NULL);
 	} else if (strcmp(p->key, "tls") == 0) {
 		*tls_node = p->vnode;
 		tls_parse_tls_block(&p->vnode, cfg, m, eb);
@@ -423,8 +413,7 @@ static int tls_parse(const struct cfg_node *n, const struct config *cfg,
 		struct cfg_pair p;
 
 		cfg_map_pair(n, i, &p);
-		if (strcmp(p.key, "prober") == 0 ||
-		    strcmp(p.key, "timeout") == 0)
+		if (cfg_module_common_key(p.key))
 			continue;	/* handled by config.c */
 		parse_module_key(&p, cfg, m, &tls_node, eb);
 	}

@@ -149,6 +149,21 @@ static void test_errors_table(void **state)
 		{"bad dns server",
 		 "global: { dns_servers: [dns.example] }\n",
 		 {":1:25: dns_servers: 'dns.example' is not an IP address"}},
+		{"bad dns server of a module",
+		 "modules:\n  m: { prober: tls, dns_servers: [127.0.0.1, "
+		 "ns1.corp.example] }\n",
+		 {":2:46: dns_servers: 'ns1.corp.example' is not an IP "
+		  "address"}},
+		{"bad dns port of a module",
+		 "modules:\n  m:\n    prober: tls\n    dns_servers: "
+		 "\"127.0.0.1:99999\"\n",
+		 {":4:18: dns_servers: '127.0.0.1:99999' is not an IP "
+		  "address"}},
+		{"bad allow_targets pattern",
+		 "modules:\n  m:\n    prober: tls\n    allow_targets:\n"
+		 "      - '[a-z.]+:443'\n      - '(unclosed:443'\n",
+		 {":6:9: allow_targets: '(unclosed:443': missing closing "
+		  "parenthesis at offset 13"}},
 		{"duplicate key",
 		 "global: {}\nglobal: {}\n",
 		 {":2:1: duplicate key 'global'"}},
@@ -296,16 +311,80 @@ static void test_durations(void **state)
 	}
 }
 
+/* allow_targets: whole-target matches only; an admitted target is parsed
+ * as its prober parses configured ones; every prober takes the key. */
+static void test_allow_targets(void **state)
+{
+	struct config *cfg = NULL;
+	struct cfg_target t;
+	const struct cfg_module *web, *crl, *none;
+	char err[256];
+	char *errs;
+
+	(void)state;
+	errs = load("modules:\n"
+		    "  web:\n"
+		    "    prober: tls\n"
+		    "    allow_targets: ['[a-z0-9-]+\\.corp\\.example:(443|5061)',"
+		    " '127\\.0\\.0\\.1:\\d+']\n"
+		    "  crl: { prober: crl, allow_targets: 'http://pki\\.corp\\.example/.*' }\n"
+		    "  store: { prober: store, role: root, allow_targets: [] }\n"
+		    "  file: { prober: file, allow_targets: ['/etc/pki/.*'] }\n"
+		    "  none: { prober: tls }\n"
+		    "targets:\n"
+		    "  - { module: web, targets: [\"fe1.corp.example:443\"] }\n",
+		    &cfg);
+	assert_null(errs);
+	assert_non_null(cfg);
+	web = config_module(cfg, "web");
+	crl = config_module(cfg, "crl");
+	none = config_module(cfg, "none");
+	assert_int_equal(web->nallow, 2);
+	assert_true(config_allowed(web, "fe2.corp.example:5061"));
+	assert_true(config_allowed(web, "127.0.0.1:8443"));
+	/* anchored at both ends: no prefix, no suffix, no substring */
+	assert_false(config_allowed(web, "fe2.corp.example:4431"));
+	assert_false(config_allowed(web, "evil.example/fe2.corp.example:443"));
+	assert_false(config_allowed(web, "fe2.corp.example:443.evil.example:1"));
+	assert_false(config_allowed(web, "127.0.0.10:1"));
+	assert_false(config_allowed(none, "127.0.0.1:443"));
+	assert_true(config_allowed(crl, "http://pki.corp.example/CertEnroll/CA1.crl"));
+	assert_false(config_allowed(crl, "ldap://pki.corp.example/x"));
+	assert_int_equal(config_module(cfg, "store")->nallow, 0);
+
+	/* admitted and parsed */
+	assert_int_equal(config_adhoc_target(web, "fe9.corp.example:5061", &t,
+					     err, sizeof(err)),
+			 0);
+	assert_string_equal(t.name, "fe9.corp.example:5061");
+	assert_ptr_equal(t.module, web);
+	assert_non_null(t.tcfg);
+	config_adhoc_target_free(&t);
+	/* not admitted */
+	assert_int_equal(config_adhoc_target(web, "www.example.com:443", &t,
+					     err, sizeof(err)),
+			 -EPERM);
+	config_adhoc_target_free(&t);
+	/* admitted by the pattern, refused by the tls target parser */
+	assert_int_equal(config_adhoc_target(web, "127.0.0.1:99999", &t, err,
+					     sizeof(err)),
+			 -EINVAL);
+	assert_true(strlen(err) > 0);
+	config_adhoc_target_free(&t);
+	config_free(cfg);
+}
+
 /* Fail each allocation of a load in turn: always a clean error. */
 static void test_alloc_failures(void **state)
 {
 	char *path = write_file("oom.yml",
 				"global: { dns_servers: [127.0.0.1] }\n"
-				"modules: { m: { prober: tls } }\n"
+				"modules: { m: { prober: tls, allow_targets: "
+				"['a:\\d+', 'c:3'] } }\n"
 				"targets: [ { module: m, targets: [\"a:1\", \"b:2\"] } ]\n");
 
 	(void)state;
-	for (unsigned long n = 1; n < 60; n++) {
+	for (unsigned long n = 1; n < 80; n++) {
 		struct config *cfg = NULL;
 		struct errbuf eb;
 		int rc;
@@ -332,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_durations),
+		cmocka_unit_test(test_allow_targets),
 		cmocka_unit_test(test_alloc_failures),
 	};
 
