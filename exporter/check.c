@@ -1,6 +1,7 @@
 #include "check.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -583,56 +584,86 @@ struct check_opts {
 	int warn_days;
 };
 
+/* getopt_long: `--format json` and `--format=json` alike, as the main
+ * flags; "+" stops at the first target. */
 static int parse_opts(int argc, char **argv, struct check_opts *o, int *first)
 {
-	int i;
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		{"csv", required_argument, NULL, 'c'},
+		{"format", required_argument, NULL, 'f'},
+		{"config.file", required_argument, NULL, 'C'},
+		{"module", required_argument, NULL, 'm'},
+		{"ca-file", required_argument, NULL, 'a'},
+		{"dns-server", required_argument, NULL, 'd'},
+		{"timeout", required_argument, NULL, 't'},
+		{"store", required_argument, NULL, 's'},
+		{"role", required_argument, NULL, 'r'},
+		{"warn-days", required_argument, NULL, 'w'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char **dst = NULL;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+		char *end;
+		long v;
 
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+		switch (c) {
+		case 'h':
 			usage(stdout);
 			exit(0);
-		}
-		if (strncmp(a, "--", 2) != 0)
+		case 'c':
+			o->csv = optarg;
 			break;
-		if (strcmp(a, "--csv") == 0)
-			dst = &o->csv;
-		else if (strcmp(a, "--format") == 0)
-			dst = &o->format;
-		else if (strcmp(a, "--config.file") == 0)
-			dst = &o->config_file;
-		else if (strcmp(a, "--module") == 0)
-			dst = &o->module;
-		else if (strcmp(a, "--ca-file") == 0)
-			dst = &o->ca_file;
-		else if (strcmp(a, "--dns-server") == 0)
-			dst = &o->dns;
-		else if (strcmp(a, "--timeout") == 0)
-			dst = &o->timeout;
-		else if (strcmp(a, "--store") == 0)
-			dst = &o->store;
-		else if (strcmp(a, "--role") == 0)
-			dst = &o->role;
-		else if (strcmp(a, "--warn-days") == 0) {
-			if (i + 1 >= argc)
-				goto missing;
-			o->warn_days = atoi(argv[++i]);
-			continue;
-		} else {
-			fprintf(stderr, "check: unknown option '%s'\n", a);
+		case 'f':
+			o->format = optarg;
+			break;
+		case 'C':
+			o->config_file = optarg;
+			break;
+		case 'm':
+			o->module = optarg;
+			break;
+		case 'a':
+			o->ca_file = optarg;
+			break;
+		case 'd':
+			o->dns = optarg;
+			break;
+		case 't':
+			o->timeout = optarg;
+			break;
+		case 's':
+			o->store = optarg;
+			break;
+		case 'r':
+			o->role = optarg;
+			break;
+		case 'w':
+			v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 0 || v > 36500) {
+				fprintf(stderr, "check: --warn-days must be a "
+						"number of days (0-36500), not "
+						"'%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			o->warn_days = (int)v;
+			break;
+		case ':':
+			fprintf(stderr, "check: option '%s' needs a value\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		default:
+			fprintf(stderr, "check: unknown option '%s'\n",
+				argv[optind - 1]);
 			return -EINVAL;
 		}
-		if (i + 1 >= argc)
-			goto missing;
-		*dst = argv[++i];
 	}
-	*first = i;
+	*first = optind;
 	return 0;
-missing:
-	fprintf(stderr, "check: option '%s' needs a value\n", argv[i]);
-	return -EINVAL;
 }
 
 /* The default module, written as YAML so that it goes through the same

@@ -1234,6 +1234,26 @@ class TestCheckCommand(ExporterCase):
              "server did not send its intermediate certificate" % self.days(b, t0, t1)],
         ])
 
+    def test_option_forms_and_usage_errors(self):
+        # --opt=value as the main flags take it: the same report
+        a, _, _ = self.run_check("--format", "csv", self.T_good)
+        b, _, _ = self.run_check("--format=csv", self.T_good)
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual((b.returncode, b.stdout.splitlines()[0]),
+                         (0, a.stdout.splitlines()[0]))
+        self.assertEqual(len(b.stdout.splitlines()), 2, b.stdout)
+        self.assertIn(self.T_good, b.stdout)
+        for args, msg in ((["--bogus", self.T_good], "unknown option '--bogus'"),
+                          (["--format"], "option '--format' needs a value"),
+                          (["--warn-days", "soon", self.T_good],
+                           "--warn-days must be a number of days")):
+            with self.subTest(args=args):
+                cp = subprocess.run([h.exporter_binary(), "check"] + args,
+                                    capture_output=True, timeout=30)
+                self.assertEqual(cp.returncode, 2, cp.stderr)
+                self.assertIn(msg, cp.stderr.decode())
+                self.assertEqual(cp.stdout, b"")
+
     def test_problem_run_json(self):
         cp, t0, t1 = self.run_check("--format", "json", self.T_good, self.T_bad)
         self.assertEqual(cp.returncode, 1, cp.stderr)
