@@ -133,6 +133,22 @@ def free_port():
     raise HarnessError("could not find a free port")
 
 
+def dechunk(data):
+    """The body of a chunked HTTP/1.1 response; fails on a cut one."""
+    body = b""
+    while True:
+        size, sep, data = data.partition(b"\r\n")
+        if not sep:
+            raise ValueError("chunked body cut short")
+        n = int(size.split(b";")[0], 16)
+        if n == 0:
+            return body
+        if len(data) < n + 2 or data[n:n + 2] != b"\r\n":
+            raise ValueError("chunked body cut short")
+        body += data[:n]
+        data = data[n + 2:]
+
+
 def free_udp_tcp_port():
     """A port free for both UDP and TCP on 127.0.0.1 (for DNS)."""
     for _ in range(50):

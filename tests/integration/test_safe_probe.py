@@ -21,22 +21,6 @@ import harness as h  # noqa: E402
 MAX_PARAM = 1024     # bytes, exporter/http.c HTTP_MAX_PARAM
 
 
-def dechunk(data):
-    """The body of a chunked HTTP/1.1 response; fails on a cut one."""
-    body = b""
-    while True:
-        size, sep, data = data.partition(b"\r\n")
-        if not sep:
-            raise ValueError("chunked body cut short")
-        n = int(size.split(b";")[0], 16)
-        if n == 0:
-            return body
-        if len(data) < n + 2 or data[n:n + 2] != b"\r\n":
-            raise ValueError("chunked body cut short")
-        body += data[:n]
-        data = data[n + 2:]
-
-
 class SafeProbe(unittest.TestCase):
 
     @classmethod
@@ -80,7 +64,7 @@ class SafeProbe(unittest.TestCase):
         head, _, body = data.partition(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
         if re.search(rb"(?im)^transfer-encoding:\s*chunked\s*$", head):
-            body = dechunk(body)     # scrape bodies are streamed
+            body = h.dechunk(body)     # scrape bodies are streamed
         return status, head.decode("latin-1"), body
 
     def probe(self, query):

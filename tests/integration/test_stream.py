@@ -27,22 +27,6 @@ import harness as h  # noqa: E402
 N_TARGETS = 400
 
 
-def dechunk(data):
-    """The body of a chunked HTTP/1.1 response; fails on a cut one."""
-    body = b""
-    while True:
-        size, sep, data = data.partition(b"\r\n")
-        if not sep:
-            raise ValueError("chunked body cut short")
-        n = int(size.split(b";")[0], 16)
-        if n == 0:
-            return body
-        if len(data) < n + 2 or data[n:n + 2] != b"\r\n":
-            raise ValueError("chunked body cut short")
-        body += data[:n]
-        data = data[n + 2:]
-
-
 def series_keys(text):
     """Every series (name and labels) of an exposition, without values."""
     return set(h.parse_metrics(text).keys())
@@ -96,7 +80,7 @@ class Stream(unittest.TestCase):
         self.assertRegex(head, r"(?im)^transfer-encoding: chunked\r?$")
         self.assertNotRegex(head, r"(?im)^content-length:")
         self.assertRegex(head, r"(?im)^content-type: text/plain; version=0\.0\.4")
-        text = dechunk(body).decode()
+        text = h.dechunk(body).decode()
         self.assertGreater(len(text), 4 * 1024 * 1024)
         self.assertTrue(text.endswith("\n"))
         self.assertEveryTarget(text)
@@ -161,7 +145,7 @@ class Stream(unittest.TestCase):
                                   b"Host: x\r\nConnection: close\r\n\r\n")
         self.assertEqual(st, 200)
         self.assertRegex(head, r"(?im)^transfer-encoding: chunked\r?$")
-        m = h.Metrics(dechunk(body).decode())
+        m = h.Metrics(h.dechunk(body).decode())
         self.assertEqual([l["target"] for l, _ in m.find("pki_probe_success")],
                          [self.targets[7]])
 
